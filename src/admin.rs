@@ -1,0 +1,146 @@
+//! Operator actions on organisations and keys, shared by the admin API and the CLI so both
+//! validate and behave the same. Cache eviction is the caller's business (the CLI has none).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::api_keys;
+use crate::domain::OrgId;
+use crate::error::{ApiError, FieldError};
+use crate::orgs::{Org, OrgPatch, OrgSettings, demo_services};
+use crate::store::Store;
+use crate::store::keys::{ApiKey, NewKeyRecord};
+
+/// Body of `POST /api/v1/admin/orgs/{org}/keys`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// What the key is for, to tell keys apart later.
+    #[schema(example = "WordPress plugin")]
+    pub name: String,
+    /// When the key stops working; never, when absent.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key just created: the only time its plaintext is ever shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// The whole key. Store it now: it cannot be shown again.
+    #[schema(example = "ak_Xk3v9QmZp2Lb_0Wq1e2R3t4Y5u6I7o8P9a0S1d2F3g4H5j6K7l8Z9")]
+    pub api_key: String,
+}
+
+pub async fn create_org(store: &Store, id: &str, patch: OrgPatch) -> Result<Org, ApiError> {
+    let (id, draft) = patch.into_new_draft(id).map_err(ApiError::Validation)?;
+    Ok(store.create_org(&id, &draft, Utc::now()).await?)
+}
+
+pub async fn get_org(store: &Store, id: &OrgId) -> Result<Org, ApiError> {
+    store
+        .get_org(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no organisation {id}")))
+}
+
+/// Applies `patch` to the organisation. With `expected_version`, the change is refused with
+/// 409 when the organisation has moved on; without, it applies to the version just read.
+pub async fn update_org(
+    store: &Store,
+    id: &OrgId,
+    patch: OrgPatch,
+    expected_version: Option<i64>,
+) -> Result<Org, ApiError> {
+    let current = get_org(store, id).await?;
+    if let Some(v) = expected_version {
+        if v != current.version {
+            return Err(ApiError::Conflict(format!(
+                "organisation {id} is at version {}, not {v}; re-read it and retry",
+                current.version
+            )));
+        }
+    }
+    let draft = patch.apply_to(&current).map_err(ApiError::Validation)?;
+    Ok(store
+        .update_org(id, current.version, &draft, Utc::now())
+        .await?)
+}
+
+pub async fn create_key(
+    store: &Store,
+    org: &OrgId,
+    req: &NewApiKey,
+) -> Result<CreatedApiKey, ApiError> {
+    let mut errors = Vec::new();
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+    }
+    let now = Utc::now();
+    if req.expires_at.is_some_and(|e| e <= now) {
+        errors.push(FieldError::new("expires_at", "must be in the future"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    // Fail with 404 rather than a foreign-key error when the org does not exist.
+    get_org(store, org).await?;
+    let generated = api_keys::generate();
+    let plaintext = generated.plaintext.clone();
+    let hash = tokio::task::spawn_blocking(move || api_keys::hash(&plaintext))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    let key = store
+        .create_key(
+            org,
+            &NewKeyRecord {
+                id: uuid::Uuid::now_v7(),
+                name,
+                prefix: &generated.prefix,
+                secret_hash: &hash,
+                created_at: now,
+                expires_at: req.expires_at,
+            },
+        )
+        .await?;
+    Ok(CreatedApiKey {
+        key,
+        api_key: generated.plaintext,
+    })
+}
+
+/// On an empty database, creates org `demo` with sample services and a key for it; returns
+/// the key's plaintext, or `None` when there already is an organisation.
+pub async fn bootstrap_demo(store: &Store) -> Result<Option<String>, ApiError> {
+    if store.count_orgs().await? > 0 {
+        return Ok(None);
+    }
+    let patch = OrgPatch {
+        name: Some("Demo Clinic".to_owned()),
+        services: Some(demo_services()),
+        system_prompt: Some(format!(
+            "You are the booking assistant of Demo Clinic. {}",
+            OrgSettings::default().system_prompt
+        )),
+        ..OrgPatch::default()
+    };
+    let org = match create_org(store, "demo", patch).await {
+        Ok(org) => org,
+        // Another instance bootstrapped at the same moment: theirs stands.
+        Err(ApiError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let key = create_key(
+        store,
+        &org.id,
+        &NewApiKey {
+            name: "first-run demo key".to_owned(),
+            expires_at: None,
+        },
+    )
+    .await?;
+    Ok(Some(key.api_key))
+}

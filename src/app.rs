@@ -1,0 +1,207 @@
+//! Application state, `build_app` (what `serve` and the tests use) and the serve loop with
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::auth::jwt::JwtKeys;
+use crate::config::Settings;
+use crate::cors::CorsOrigins;
+use crate::http::auth_layer::admin_digest;
+use crate::metrics::Metrics;
+use crate::rate_limit::OrgRateLimiter;
+use crate::store::{Store, StoreError};
+
+/// Everything handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub auth: Authenticator,
+    pub limiter: OrgRateLimiter,
+    pub metrics: Arc<Metrics>,
+    pub cors: CorsOrigins,
+    /// SHA-256 of ADMIN_TOKEN; `None` turns the admin API off.
+    pub admin_digest: Option<[u8; 32]>,
+    /// Cancelled when shutdown starts; long-running work watches it.
+    pub shutdown: CancellationToken,
+    /// Every background task runs on this, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+/// A built application: the router, its OpenAPI document and the state behind them.
+pub struct App {
+    pub router: Router,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Connects the store, applies migrations and builds the router.
+pub async fn build_app(settings: Settings) -> Result<App, StartError> {
+    let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
+    store.migrate().await?;
+    Ok(build_app_with_store(settings, store).await)
+}
+
+/// Builds the router on an already migrated store.
+pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
+    let metrics = Metrics::new();
+    let tasks = TaskTracker::new();
+    let jwt_secret = match &settings.jwt_secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random key, so end-user tokens stop working at restart \
+                 and differ between instances. Set JWT_SECRET in production."
+            );
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+            key.to_vec()
+        }
+    };
+    let auth = Authenticator::new(
+        store.clone(),
+        JwtKeys::new(&jwt_secret),
+        settings.auth_cache_ttl(),
+        Arc::clone(&metrics),
+        tasks.clone(),
+    );
+    let admin_digest = settings
+        .admin_token
+        .as_ref()
+        .map(|t| admin_digest(t.expose()));
+    if admin_digest.is_none() {
+        tracing::info!("ADMIN_TOKEN is not set: the admin API (/api/v1/admin/*) is disabled");
+    }
+    let cors = CorsOrigins::new(&settings.cors_origins);
+    cors.reload(&store).await;
+    let state = AppState {
+        limiter: OrgRateLimiter::new(settings.rate_limit_end_user_share),
+        settings: Arc::new(settings),
+        store,
+        auth,
+        metrics,
+        cors,
+        admin_digest,
+        shutdown: CancellationToken::new(),
+        tasks,
+    };
+    let (router, openapi) = crate::http::router(state.clone());
+    App {
+        router,
+        openapi,
+        state,
+    }
+}
+
+impl App {
+    /// Starts the housekeeping tasks: limiter pruning and CORS refresh (for changes made by
+    /// other instances), every minute until shutdown.
+    pub fn start_background(&self) {
+        let state = self.state.clone();
+        self.state.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        state.limiter.housekeeping();
+                        state.cors.reload(&state.store).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Serves on `listener` until `stop` resolves, then shuts down gracefully: stop accepting,
+    /// let in-flight requests finish, cancel background work, wait for it (bounded by the
+    /// grace period) and close the pool.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let App { router, state, .. } = self;
+        let shutdown = state.shutdown.clone();
+        let grace = Duration::from_secs(state.settings.shutdown_grace_seconds);
+        let signal = async move {
+            stop.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            shutdown.cancel();
+        };
+        let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+        let cancelled = state.shutdown.clone();
+        let result = tokio::select! {
+            r = server => r.map_err(StartError::Serve),
+            // In-flight requests get the grace period, then the process stops anyway.
+            () = async { cancelled.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("grace period over: dropping the requests still running");
+                Ok(())
+            }
+        };
+        state.tasks.close();
+        if tokio::time::timeout(grace, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not finish within the grace period");
+        }
+        state.store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Binds `HOST:PORT`.
+pub async fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
+    let addr = SocketAddr::new(settings.host, settings.port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,375 @@
+//! The command line: `serve` (the default), `migrate`, `orgs …`, `keys …`, `token`.
+//! Management commands work on the database directly (no running server needed) through the
+//! same operations as the admin API.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin::{self, NewApiKey};
+use crate::auth::jwt::JwtKeys;
+use crate::config::Settings;
+use crate::domain::{EndUserId, OrgId, RateLimit, Tier, parse_uuid};
+use crate::error::ApiError;
+use crate::http::extract::parse_json;
+use crate::orgs::{OrgPatch, UpdateOrg};
+use crate::store::Store;
+
+/// agentd — a self-hostable conversational-agent server for websites and shops.
+///
+/// With no command it runs the server. Settings come from flags, then the environment, then a
+/// `.env` file in the working directory (see .env.example).
+#[derive(Debug, Parser)]
+#[command(name = "agentd", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default when no command is given).
+    Serve,
+    /// Apply pending database migrations and exit (the server also does this on start).
+    Migrate,
+    /// Create, inspect and change organisations (tenants).
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Create, list and revoke an organisation's API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Mint an end-user token (JWT) for development; needs JWT_SECRET to match the server's.
+    Token {
+        /// Organisation the token belongs to.
+        #[arg(long)]
+        org: String,
+        /// End-user id to put in the token's `sub` claim.
+        #[arg(long)]
+        sub: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Create an organisation.
+    Create {
+        /// Its id: letters, digits, `_` and `-`, at most 100.
+        id: String,
+        #[command(flatten)]
+        fields: OrgFlags,
+    },
+    /// List organisations, newest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show one organisation as JSON.
+    Show { id: String },
+    /// Change an organisation; only the options given change.
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: OrgFlags,
+    },
+    /// Deactivate an organisation: its keys and tokens are refused with 403 ORG_INACTIVE.
+    Deactivate { id: String },
+}
+
+/// Organisation fields settable from the command line. `--json` takes any field of the admin
+/// API's body; the other options override it.
+#[derive(Debug, Args)]
+pub struct OrgFlags {
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// free (100/h), basic (500/h), premium (2000/h) or custom (with --requests/--window-seconds).
+    #[arg(long, value_parser = ["free", "basic", "premium", "custom"])]
+    tier: Option<String>,
+    /// Requests per window, for tier custom.
+    #[arg(long, requires = "window_seconds")]
+    requests: Option<u32>,
+    /// Window length in seconds, for tier custom.
+    #[arg(long, requires = "requests")]
+    window_seconds: Option<u32>,
+    /// Instructions given to the agent in every conversation.
+    #[arg(long)]
+    system_prompt: Option<String>,
+    /// IANA time zone of the business, such as Europe/Berlin.
+    #[arg(long)]
+    time_zone: Option<String>,
+    /// A browser origin allowed to call the API (repeat for more); replaces the list.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Option<Vec<String>>,
+    /// Seconds an idle session is kept.
+    #[arg(long)]
+    session_ttl_seconds: Option<u64>,
+    /// Longest chat message in characters.
+    #[arg(long)]
+    max_message_chars: Option<u32>,
+    /// Any other fields, as a JSON object shaped like the PATCH body of the admin API.
+    #[arg(long, value_name = "JSON")]
+    json: Option<String>,
+}
+
+impl OrgFlags {
+    fn into_patch(self) -> anyhow::Result<OrgPatch> {
+        let mut patch = match &self.json {
+            Some(raw) => parse_json::<UpdateOrg>(raw.as_bytes())
+                .map_err(|e| anyhow::anyhow!(describe(&e)))
+                .context("--json")?
+                .patch(),
+            None => OrgPatch::default(),
+        };
+        if let Some(t) = &self.tier {
+            patch.tier = Some(Tier::parse(t).map_err(|e| anyhow::anyhow!("--tier {e}"))?);
+        }
+        if let (Some(requests), Some(window_seconds)) = (self.requests, self.window_seconds) {
+            patch.rate_limit = Some(RateLimit {
+                requests,
+                window_seconds,
+            });
+        }
+        patch.name = self.name.or(patch.name);
+        patch.system_prompt = self.system_prompt.or(patch.system_prompt);
+        patch.time_zone = self.time_zone.or(patch.time_zone);
+        patch.allowed_origins = self.allowed_origins.or(patch.allowed_origins);
+        patch.session_ttl_seconds = self.session_ttl_seconds.or(patch.session_ttl_seconds);
+        patch.max_message_chars = self.max_message_chars.or(patch.max_message_chars);
+        Ok(patch)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints the plaintext key once.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Expiry as RFC 3339 (2027-01-31T00:00:00Z); never, when absent.
+        #[arg(long)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// List an organisation's keys.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        key_id: String,
+    },
+}
+
+/// Prints an error and its causes to stderr.
+pub fn report(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err}");
+    for cause in err.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+}
+
+/// A person-readable rendering of an API error for the terminal.
+fn describe(err: &ApiError) -> String {
+    match err {
+        ApiError::Validation(fields) => fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Internal(e) => crate::error::cause_chain(e.as_ref()),
+        other => other.to_string(),
+    }
+}
+
+fn api(err: ApiError) -> anyhow::Error {
+    anyhow::anyhow!(describe(&err))
+}
+
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}").context("writing to stdout")
+}
+
+fn out_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    out(&serde_json::to_string_pretty(value)?)
+}
+
+fn org_id(raw: &str) -> anyhow::Result<OrgId> {
+    OrgId::parse(raw).map_err(|e| anyhow::anyhow!("organisation id {raw:?} {e}"))
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database_url, 2)
+        .await
+        .context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    crate::telemetry::init(settings.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            open_store(&settings).await?;
+            out("database is up to date")
+        }
+        Command::Orgs(cmd) => orgs(&open_store(&settings).await?, cmd).await,
+        Command::Keys(cmd) => keys(&open_store(&settings).await?, cmd).await,
+        Command::Token { org, sub, ttl } => {
+            let Some(secret) = &settings.jwt_secret else {
+                bail!(
+                    "JWT_SECRET is not set: a token signed with a random key would be useless to the server"
+                );
+            };
+            let org = org_id(&org)?;
+            let sub = EndUserId::parse(&sub).map_err(|e| anyhow::anyhow!("--sub {e}"))?;
+            let now = Utc::now();
+            let exp = now + Duration::seconds(i64::try_from(ttl).context("--ttl is too large")?);
+            let token = JwtKeys::new(secret.expose().as_bytes()).mint(
+                org.as_str(),
+                sub.as_str(),
+                now,
+                exp,
+            )?;
+            out(&token)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = crate::build_app(settings.clone()).await?;
+    if settings.bootstrap_demo {
+        if let Some(key) = admin::bootstrap_demo(&app.state.store).await.map_err(api)? {
+            let base = format!("http://{}:{}", settings.host, settings.port);
+            out(&format!(
+                "\nFirst run: created organisation \"demo\" with sample services.\n\
+                 Its API key (shown only now, store it):\n\n    {key}\n\n\
+                 Try it:\n\n    curl -i {base}/api/v1/me -H 'X-API-Key: {key}'\n"
+            ))?;
+        }
+    }
+    let listener = crate::app::bind(&settings).await?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    tracing::info!(%addr, backend = ?app.state.store.backend(), "agentd listening; docs at http://{addr}/docs");
+    app.start_background();
+    app.serve(listener, crate::app::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn orgs(store: &Store, cmd: OrgsCommand) -> anyhow::Result<()> {
+    match cmd {
+        OrgsCommand::Create { id, fields } => {
+            let org = admin::create_org(store, &id, fields.into_patch()?)
+                .await
+                .map_err(api)?;
+            out_json(&org)
+        }
+        OrgsCommand::List { limit, offset } => {
+            let page = store.list_orgs(limit.clamp(1, 1000), offset.max(0)).await?;
+            out(&format!(
+                "{:<24} {:<8} {:<8} {:>12}  NAME",
+                "ID", "ACTIVE", "TIER", "QUOTA"
+            ))?;
+            for o in &page.items {
+                let quota = format!("{}/{}s", o.rate_limit.requests, o.rate_limit.window_seconds);
+                out(&format!(
+                    "{:<24} {:<8} {:<8} {:>12}  {}",
+                    o.id,
+                    o.active,
+                    o.tier.as_str(),
+                    quota,
+                    o.name
+                ))?;
+            }
+            out(&format!("({} of {})", page.items.len(), page.total))
+        }
+        OrgsCommand::Show { id } => {
+            out_json(&admin::get_org(store, &org_id(&id)?).await.map_err(api)?)
+        }
+        OrgsCommand::Update { id, fields } => {
+            let org = admin::update_org(store, &org_id(&id)?, fields.into_patch()?, None)
+                .await
+                .map_err(api)?;
+            out_json(&org)
+        }
+        OrgsCommand::Deactivate { id } => {
+            let patch = OrgPatch {
+                active: Some(false),
+                ..OrgPatch::default()
+            };
+            let org = admin::update_org(store, &org_id(&id)?, patch, None)
+                .await
+                .map_err(api)?;
+            out(&format!("organisation {} deactivated", org.id))
+        }
+    }
+}
+
+async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create {
+            org,
+            name,
+            expires_at,
+        } => {
+            let key = admin::create_key(store, &org_id(&org)?, &NewApiKey { name, expires_at })
+                .await
+                .map_err(api)?;
+            out(&format!(
+                "created key {} ({}) for {org}; store it now, it is not shown again:\n{}",
+                key.key.id, key.key.name, key.api_key
+            ))
+        }
+        KeysCommand::List { org } => {
+            let org = org_id(&org)?;
+            admin::get_org(store, &org).await.map_err(api)?;
+            out(&format!(
+                "{:<36}  {:<12}  {:<8}  NAME",
+                "ID", "PREFIX", "STATUS"
+            ))?;
+            let now = Utc::now();
+            for k in store.list_keys(&org).await? {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                out(&format!(
+                    "{:<36}  {:<12}  {:<8}  {}",
+                    k.id, k.prefix, status, k.name
+                ))?;
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { org, key_id } => {
+            let key_id = parse_uuid(&key_id).map_err(|e| anyhow::anyhow!("key id {e}"))?;
+            let key = store.revoke_key(&org_id(&org)?, key_id, Utc::now()).await?;
+            out(&format!(
+                "revoked key {} ({}); running servers drop it within AUTH_CACHE_TTL_SECONDS",
+                key.id, key.name
+            ))
+        }
+    }
+}

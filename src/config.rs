@@ -1,0 +1,171 @@
+//! Settings: command-line flags override the environment, which overrides `.env` (loaded by
+//! `main` with dotenvy, never overriding real environment variables), which overrides the
+//! defaults written here. Every variable is listed in `.env.example`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// A secret string that never prints itself (Debug and logs show `[redacted]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured when the output is a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Server settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8080, global = true)]
+    pub port: u16,
+
+    /// Database: `sqlite://PATH?mode=rwc` (embedded, the default) or `postgres://USER@HOST/DB`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./data/agentd.db?mode=rwc",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// Bearer token for the admin API (/api/v1/admin/*). Unset: the admin API is off.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<Secret>,
+
+    /// HS256 key for end-user tokens. Unset: a random key per start (tokens die on restart).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Longest lifetime, in seconds, of a token minted through POST /api/v1/auth/token.
+    #[arg(
+        long,
+        env = "JWT_MAX_TTL_SECONDS",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub jwt_max_ttl_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Browser origins allowed for every organisation (comma-separated); orgs add their own.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds a request may take before it is cut off with 408 REQUEST_TIMEOUT.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub request_timeout_seconds: u64,
+
+    /// Seconds a verified API key (and an org's settings) stay cached. Bounds how long a
+    /// revocation or deactivation made on another instance takes to reach this one.
+    #[arg(
+        long,
+        env = "AUTH_CACHE_TTL_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub auth_cache_ttl_seconds: u64,
+
+    /// Fraction (0..1] of an organisation's quota one end user may use on their own.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_END_USER_SHARE",
+        default_value_t = 0.25,
+        global = true
+    )]
+    pub rate_limit_end_user_share: f64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(
+        long,
+        env = "SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub shutdown_grace_seconds: u64,
+
+    /// On first start with an empty database, create org `demo` and print its API key.
+    #[arg(long, env = "BOOTSTRAP_DEMO", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub bootstrap_demo: bool,
+}
+
+impl Settings {
+    /// Defaults with no flags and no environment, for tests and embedding.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            database_url: database_url.into(),
+            database_max_connections: 10,
+            admin_token: None,
+            jwt_secret: None,
+            jwt_max_ttl_seconds: 86_400,
+            log_format: LogFormat::Pretty,
+            cors_origins: Vec::new(),
+            request_timeout_seconds: 60,
+            auth_cache_ttl_seconds: 30,
+            rate_limit_end_user_share: 0.25,
+            shutdown_grace_seconds: 20,
+            bootstrap_demo: false,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds.max(1))
+    }
+
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth_cache_ttl_seconds)
+    }
+}

@@ -1,0 +1,308 @@
+//! The one HTTP-facing error type, rendered as RFC 9457 `application/problem+json`.
+//!
+//! `ApiError::into_response` does not serialise anything itself: it attaches a [`Problem`] to the
+//! response extensions. The `problem` middleware (see `http::problem`) then fills in the
+//! request id and the instance path, logs 5xx responses with their cause chain, and writes the
+//! body. Keeping the rendering in one place also lets that middleware turn every other error
+//! response (axum's 404/405, the body limit, a caught panic) into the same shape.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// Media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid field in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON path of the field (`services[0].name`), or the name of a path/query parameter.
+    #[schema(example = "name")]
+    pub field: String,
+    /// What is wrong with it, written for a person.
+    #[schema(example = "must not be empty")]
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// RFC 9457 problem details, plus agentd's stable `code` and the `request_id`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:agentd:problem:validation-error",
+    "title": "Validation failed",
+    "status": 422,
+    "detail": "The request has 1 invalid field.",
+    "instance": "/api/v1/admin/orgs",
+    "code": "VALIDATION_ERROR",
+    "request_id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11",
+    "errors": [{"field": "id", "message": "must match ^[A-Za-z0-9_-]{1,100}$"}]
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:agentd:problem:` + the code in kebab case.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request path this problem answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Stable, UPPER_SNAKE machine-readable code; match on this, not on `title` or `detail`.
+    pub code: String,
+    /// The request id (also in the `X-Request-ID` response header); quote it in bug reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Field errors, for `VALIDATION_ERROR`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!(
+                "urn:agentd:problem:{}",
+                code.to_ascii_lowercase().replace('_', "-")
+            ),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            instance: None,
+            code: code.to_owned(),
+            request_id: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The problem for an error response that was produced without one (axum's own 404/405,
+    /// tower-http's 413/408, a caught panic): keyed by status alone.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (code, title, detail) = match status {
+            StatusCode::NOT_FOUND => ("NOT_FOUND", "Not found", "No such resource or route."),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed",
+                "This route does not accept that method; see the Allow header.",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "PAYLOAD_TOO_LARGE",
+                "Payload too large",
+                "The request body exceeds the 64 KiB limit.",
+            ),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => (
+                "REQUEST_TIMEOUT",
+                "Request timed out",
+                "The server did not finish the request in time.",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Unsupported media type",
+                "Send the body as application/json.",
+            ),
+            s if s.is_server_error() => (
+                "INTERNAL_ERROR",
+                "Internal server error",
+                "The server failed to handle the request; the request id identifies it in the logs.",
+            ),
+            _ => (
+                "BAD_REQUEST",
+                "Bad request",
+                "The request could not be handled.",
+            ),
+        };
+        Self::new(status, code, title, detail)
+    }
+}
+
+/// The cause of a 5xx, kept beside the response for the logging middleware; never serialised.
+#[derive(Debug, Clone)]
+pub struct ProblemCause(pub String);
+
+/// Every failure a handler or extractor can report to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("token expired")]
+    TokenExpired,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("org mismatch")]
+    OrgMismatch,
+    #[error("organisation is inactive")]
+    OrgInactive,
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(err))
+    }
+
+    fn problem(&self) -> Problem {
+        use StatusCode as S;
+        match self {
+            Self::Validation(errors) => {
+                let n = errors.len();
+                let mut p = Problem::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "VALIDATION_ERROR",
+                    "Validation failed",
+                    if n == 1 {
+                        format!("{}: {}", errors[0].field, errors[0].message)
+                    } else {
+                        format!("The request has {n} invalid fields.")
+                    },
+                );
+                p.errors.clone_from(errors);
+                p
+            }
+            Self::InvalidJson(detail) => Problem::new(
+                S::BAD_REQUEST,
+                "INVALID_JSON",
+                "Malformed JSON",
+                detail.clone(),
+            ),
+            Self::UnsupportedMediaType => Problem::for_status(S::UNSUPPORTED_MEDIA_TYPE),
+            Self::Unauthorized(detail) => {
+                Problem::new(S::UNAUTHORIZED, "UNAUTHORIZED", "Unauthorized", *detail)
+            }
+            Self::TokenExpired => Problem::new(
+                S::UNAUTHORIZED,
+                "TOKEN_EXPIRED",
+                "Token expired",
+                "The bearer token has expired; mint a new one with POST /api/v1/auth/token.",
+            ),
+            Self::Forbidden(detail) => {
+                Problem::new(S::FORBIDDEN, "FORBIDDEN", "Forbidden", detail.clone())
+            }
+            Self::OrgMismatch => Problem::new(
+                S::FORBIDDEN,
+                "ORG_MISMATCH",
+                "Organisation mismatch",
+                "org_id does not match the organisation of your credentials.",
+            ),
+            Self::OrgInactive => Problem::new(
+                S::FORBIDDEN,
+                "ORG_INACTIVE",
+                "Organisation inactive",
+                "This organisation has been deactivated; contact the operator.",
+            ),
+            Self::NotFound(detail) => {
+                Problem::new(S::NOT_FOUND, "NOT_FOUND", "Not found", detail.clone())
+            }
+            Self::Conflict(detail) => {
+                Problem::new(S::CONFLICT, "CONFLICT", "Conflict", detail.clone())
+            }
+            Self::PreconditionFailed(detail) => Problem::new(
+                S::PRECONDITION_FAILED,
+                "PRECONDITION_FAILED",
+                "Precondition failed",
+                detail.clone(),
+            ),
+            Self::RateLimited { retry_after_secs } => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "RATE_LIMIT_EXCEEDED",
+                "Rate limit exceeded",
+                format!("Too many requests; retry in {retry_after_secs} s."),
+            ),
+            Self::PayloadTooLarge => Problem::for_status(S::PAYLOAD_TOO_LARGE),
+            Self::Unavailable(detail) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service unavailable",
+                detail.clone(),
+            ),
+            Self::Internal(_) => Problem::for_status(S::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+/// Renders an error and its sources as one line for the log: `a: b: c`.
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = status.into_response();
+        match &self {
+            Self::Unauthorized(_) | Self::TokenExpired => {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="agentd", ApiKey realm="agentd""#),
+                );
+            }
+            Self::RateLimited { retry_after_secs } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::Internal(err) => {
+                res.extensions_mut()
+                    .insert(ProblemCause(cause_chain(err.as_ref())));
+            }
+            _ => {}
+        }
+        res.extensions_mut().insert(problem);
+        res
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Unavailable(_) => {
+                Self::Unavailable("The database is unreachable; retry shortly.".to_owned())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

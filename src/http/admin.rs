@@ -1,0 +1,285 @@
+//! Admin API: organisations and their API keys (`/api/v1/admin/*`, admin token required).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Json, Query};
+use crate::admin::{self, CreatedApiKey, NewApiKey};
+use crate::app::AppState;
+use crate::domain::{OrgId, parse_uuid};
+use crate::error::{ApiError, Problem};
+use crate::orgs::{NewOrg, Org, UpdateOrg};
+use crate::store::keys::ApiKey;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org, list_orgs))
+        .routes(routes!(get_org, update_org))
+        .routes(routes!(deactivate_org))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+}
+
+/// `limit`/`offset` pagination.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1–100.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0, default = 0)]
+    pub offset: Option<i64>,
+}
+
+impl PageParams {
+    pub fn resolve(&self) -> Result<(i64, i64), ApiError> {
+        let limit = self.limit.unwrap_or(20);
+        let offset = self.offset.unwrap_or(0);
+        let mut errors = Vec::new();
+        if !(1..=100).contains(&limit) {
+            errors.push(crate::error::FieldError::new(
+                "limit",
+                "must be between 1 and 100",
+            ));
+        }
+        if offset < 0 {
+            errors.push(crate::error::FieldError::new(
+                "offset",
+                "must not be negative",
+            ));
+        }
+        if errors.is_empty() {
+            Ok((limit, offset))
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+/// A page of organisations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgPage {
+    pub items: Vec<Org>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub has_more: bool,
+}
+
+/// The organisation's API keys, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub items: Vec<ApiKey>,
+}
+
+fn org_id(raw: &str) -> Result<OrgId, ApiError> {
+    OrgId::parse(raw).map_err(|e| ApiError::validation("org", e.0))
+}
+
+/// The org with its ETag header.
+fn with_etag(status: StatusCode, org: Org) -> Response {
+    let mut res = (status, axum::Json(&org)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&org.etag()) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+/// Parses `If-Match: "7"` (or `W/"7"`); `*` means "any version".
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    s.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::validation("If-Match", "must be an ETag from this API, like \"3\""))
+}
+
+impl AppState {
+    /// Drops what this instance cached about an org after a change, so it applies at once.
+    async fn org_changed(&self, id: &OrgId) {
+        self.auth.evict_org(id);
+        self.cors.reload(&self.store).await;
+    }
+}
+
+/// Create an organisation.
+#[utoipa::path(post, path = "/api/v1/admin/orgs", tag = "admin", security(("admin" = [])),
+    request_body = NewOrg,
+    responses(
+        (status = 201, description = "Created", body = Org,
+            headers(("ETag" = String, description = "Version tag, for If-Match"),
+                    ("Location" = String, description = "URL of the new organisation"))),
+        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_org(
+    State(state): State<AppState>,
+    Json(body): Json<NewOrg>,
+) -> Result<Response, ApiError> {
+    let org = admin::create_org(&state.store, &body.id, body.patch()).await?;
+    state.org_changed(&org.id).await;
+    let location = format!("/api/v1/admin/orgs/{}", org.id);
+    let mut res = with_etag(StatusCode::CREATED, org);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// List organisations, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/orgs", tag = "admin", security(("admin" = [])),
+    params(PageParams),
+    responses((status = 200, description = "A page of organisations", body = OrgPage)))]
+async fn list_orgs(
+    State(state): State<AppState>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<OrgPage>, ApiError> {
+    let (limit, offset) = page.resolve()?;
+    let p = state.store.list_orgs(limit, offset).await?;
+    let has_more = offset + (p.items.len() as i64) < p.total;
+    Ok(axum::Json(OrgPage {
+        items: p.items,
+        total: p.total,
+        limit,
+        offset,
+        has_more,
+    }))
+}
+
+/// Get an organisation.
+#[utoipa::path(get, path = "/api/v1/admin/orgs/{org}", tag = "admin", security(("admin" = [])),
+    params(("org" = String, Path, description = "Organisation id")),
+    responses(
+        (status = 200, description = "The organisation", body = Org,
+            headers(("ETag" = String, description = "Version tag, for If-Match"))),
+        (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_org(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = admin::get_org(&state.store, &org_id(&org)?).await?;
+    Ok(with_etag(StatusCode::OK, org))
+}
+
+/// Update an organisation. Only the fields present change. For optimistic concurrency send
+/// `If-Match` with the ETag you read, or the `version` field: a stale one gets 409.
+#[utoipa::path(patch, path = "/api/v1/admin/orgs/{org}", tag = "admin", security(("admin" = [])),
+    params(("org" = String, Path, description = "Organisation id"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the version you read")),
+    request_body = UpdateOrg,
+    responses(
+        (status = 200, description = "The updated organisation", body = Org,
+            headers(("ETag" = String, description = "The new version tag"))),
+        (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The organisation changed since that version", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_org(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<UpdateOrg>,
+) -> Result<Response, ApiError> {
+    let id = org_id(&org)?;
+    let expected = match (if_match(&headers)?, body.version) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::validation("version", "disagrees with If-Match"));
+        }
+        (a, b) => a.or(b),
+    };
+    let org = admin::update_org(&state.store, &id, body.patch(), expected).await?;
+    state.org_changed(&id).await;
+    Ok(with_etag(StatusCode::OK, org))
+}
+
+/// Deactivate an organisation: its keys and tokens get 403 `ORG_INACTIVE` from now on.
+/// Reactivate with `PATCH {"active": true}`.
+#[utoipa::path(post, path = "/api/v1/admin/orgs/{org}/deactivate", tag = "admin", security(("admin" = [])),
+    params(("org" = String, Path, description = "Organisation id")),
+    responses(
+        (status = 200, description = "The deactivated organisation", body = Org),
+        (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn deactivate_org(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = org_id(&org)?;
+    let patch = crate::orgs::OrgPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    let org = admin::update_org(&state.store, &id, patch, None).await?;
+    state.org_changed(&id).await;
+    Ok(with_etag(StatusCode::OK, org))
+}
+
+/// Create an API key. The response holds the plaintext key, shown this once only.
+#[utoipa::path(post, path = "/api/v1/admin/orgs/{org}/keys", tag = "admin", security(("admin" = [])),
+    params(("org" = String, Path, description = "Organisation id")),
+    request_body = NewApiKey,
+    responses(
+        (status = 201, description = "The key, with its plaintext", body = CreatedApiKey),
+        (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_key(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    Json(body): Json<NewApiKey>,
+) -> Result<(StatusCode, axum::Json<CreatedApiKey>), ApiError> {
+    let key = admin::create_key(&state.store, &org_id(&org)?, &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(key)))
+}
+
+/// List an organisation's API keys (never their secrets).
+#[utoipa::path(get, path = "/api/v1/admin/orgs/{org}/keys", tag = "admin", security(("admin" = [])),
+    params(("org" = String, Path, description = "Organisation id")),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_keys(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> Result<axum::Json<KeyList>, ApiError> {
+    let id = org_id(&org)?;
+    admin::get_org(&state.store, &id).await?;
+    Ok(axum::Json(KeyList {
+        items: state.store.list_keys(&id).await?,
+    }))
+}
+
+/// Revoke an API key. It stops working on this instance at once (other instances within the
+/// auth cache TTL). Revoking twice is harmless.
+#[utoipa::path(delete, path = "/api/v1/admin/orgs/{org}/keys/{key_id}", tag = "admin", security(("admin" = [])),
+    params(("org" = String, Path, description = "Organisation id"),
+           ("key_id" = uuid::Uuid, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such key in this organisation", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    Path((org, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = org_id(&org)?;
+    let key_id = parse_uuid(&key_id).map_err(|e| ApiError::validation("key_id", e.0))?;
+    let key = state
+        .store
+        .revoke_key(&id, key_id, chrono::Utc::now())
+        .await?;
+    state.auth.evict_key(&key.prefix);
+    Ok(StatusCode::NO_CONTENT)
+}

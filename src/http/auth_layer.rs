@@ -1,0 +1,104 @@
+//! The authentication layers: `authenticate` for the tenant API (API key or end-user JWT, then
+//! the org's rate limit) and `require_admin` for the admin API.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::rate_limit::Decision;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if let Some(key) = headers.get(API_KEY_HEADER) {
+        let key = key
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("The API key is malformed."))?;
+        return state.auth.authenticate_key(key.trim()).await;
+    }
+    match bearer(headers) {
+        // Some HTTP clients only let plugin authors set Authorization: accept keys there too.
+        Some(t) if t.starts_with("ak_") => state.auth.authenticate_key(t).await,
+        Some(t) => state.auth.authenticate_token(t).await,
+        None => Err(ApiError::Unauthorized(
+            "Authentication required: send X-API-Key: ak_… or Authorization: Bearer <token>.",
+        )),
+    }
+}
+
+/// Resolves the caller into a [`Principal`], charges the org's quota and reports it in the
+/// `RateLimit-*` headers (and the `X-RateLimit-*` twins) of whatever the handler answers.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let principal = match resolve(&state, req.headers()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let decision = state.limiter.check(
+        principal.org_id(),
+        principal.org.rate_limit,
+        principal.end_user.as_ref().map(|u| u.as_str()),
+    );
+    let mut res = match decision.retry_after {
+        Some(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_response(),
+        None => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+    };
+    rate_limit_headers(res.headers_mut(), decision);
+    res
+}
+
+fn rate_limit_headers(headers: &mut HeaderMap, d: Decision) {
+    let pairs = [
+        ("ratelimit-limit", "x-ratelimit-limit", u64::from(d.limit)),
+        (
+            "ratelimit-remaining",
+            "x-ratelimit-remaining",
+            u64::from(d.remaining),
+        ),
+        ("ratelimit-reset", "x-ratelimit-reset", d.reset_seconds),
+    ];
+    for (name, twin, value) in pairs {
+        let value = HeaderValue::from(value);
+        headers.insert(HeaderName::from_static(name), value.clone());
+        headers.insert(HeaderName::from_static(twin), value);
+    }
+}
+
+/// The SHA-256 of the admin token, compared in constant time (digests hide the length too).
+pub fn admin_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Admits only callers with `Authorization: Bearer $ADMIN_TOKEN`. With no token configured
+/// the admin API does not exist (404, saying how to enable it).
+pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(expected) = state.admin_digest else {
+        return ApiError::NotFound(
+            "The admin API is disabled on this server: set ADMIN_TOKEN to enable it.".to_owned(),
+        )
+        .into_response();
+    };
+    let presented = bearer(req.headers()).map(admin_digest);
+    match presented {
+        Some(d) if bool::from(d.ct_eq(&expected)) => next.run(req).await,
+        Some(_) => ApiError::Unauthorized("The admin token is wrong.").into_response(),
+        None => {
+            ApiError::Unauthorized("Admin token required: Authorization: Bearer <ADMIN_TOKEN>.")
+                .into_response()
+        }
+    }
+}
