@@ -35,7 +35,7 @@ pub struct CreatedApiKey {
 
 pub async fn create_org(store: &Store, id: &str, patch: OrgPatch) -> Result<Org, ApiError> {
     let (id, draft) = patch.into_new_draft(id).map_err(ApiError::Validation)?;
-    Ok(store.create_org(&id, &draft, Utc::now()).await?)
+    Ok(store.create_org(&id, &draft, crate::store::now()).await?)
 }
 
 pub async fn get_org(store: &Store, id: &OrgId) -> Result<Org, ApiError> {
@@ -64,7 +64,7 @@ pub async fn update_org(
     }
     let draft = patch.apply_to(&current).map_err(ApiError::Validation)?;
     Ok(store
-        .update_org(id, current.version, &draft, Utc::now())
+        .update_org(id, current.version, &draft, crate::store::now())
         .await?)
 }
 
@@ -78,7 +78,7 @@ pub async fn create_key(
     if name.is_empty() || name.chars().count() > 100 {
         errors.push(FieldError::new("name", "must be 1 to 100 characters"));
     }
-    let now = Utc::now();
+    let now = crate::store::now();
     if req.expires_at.is_some_and(|e| e <= now) {
         errors.push(FieldError::new("expires_at", "must be in the future"));
     }

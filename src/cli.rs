@@ -256,20 +256,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = crate::build_app(settings.clone()).await?;
-    if settings.bootstrap_demo {
-        if let Some(key) = admin::bootstrap_demo(&app.state.store).await.map_err(api)? {
-            let base = format!("http://{}:{}", settings.host, settings.port);
-            out(&format!(
-                "\nFirst run: created organisation \"demo\" with sample services.\n\
-                 Its API key (shown only now, store it):\n\n    {key}\n\n\
-                 Try it:\n\n    curl -i {base}/api/v1/me -H 'X-API-Key: {key}'\n"
-            ))?;
-        }
-    }
     let listener = crate::app::bind(&settings).await?;
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    if settings.bootstrap_demo {
+        if let Some(key) = admin::bootstrap_demo(&app.state.store).await.map_err(api)? {
+            out(&format!(
+                "\nFirst run: created organisation \"demo\" with sample services.\n\
+                 Its API key (shown only now, store it):\n\n    {key}\n\n\
+                 Try it:\n\n    curl -i http://{addr}/api/v1/me -H 'X-API-Key: {key}'\n"
+            ))?;
+        }
+    }
     tracing::info!(%addr, backend = ?app.state.store.backend(), "agentd listening; docs at http://{addr}/docs");
     app.start_background();
     app.serve(listener, crate::app::shutdown_signal()).await?;
@@ -365,7 +364,9 @@ async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { org, key_id } => {
             let key_id = parse_uuid(&key_id).map_err(|e| anyhow::anyhow!("key id {e}"))?;
-            let key = store.revoke_key(&org_id(&org)?, key_id, Utc::now()).await?;
+            let key = store
+                .revoke_key(&org_id(&org)?, key_id, crate::store::now())
+                .await?;
             out(&format!(
                 "revoked key {} ({}); running servers drop it within AUTH_CACHE_TTL_SECONDS",
                 key.id, key.name

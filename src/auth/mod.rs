@@ -118,7 +118,7 @@ impl Authenticator {
             self.keys.invalidate(prefix);
             return Err(ApiError::Unauthorized(BAD_KEY));
         }
-        self.touch(&cached, now);
+        self.touch(&cached, crate::store::now());
         let org = self.active_org(&cached.org_id).await?;
         Ok(Principal {
             org,

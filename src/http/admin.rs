@@ -278,7 +278,7 @@ async fn revoke_key(
     let key_id = parse_uuid(&key_id).map_err(|e| ApiError::validation("key_id", e.0))?;
     let key = state
         .store
-        .revoke_key(&id, key_id, chrono::Utc::now())
+        .revoke_key(&id, key_id, crate::store::now())
         .await?;
     state.auth.evict_key(&key.prefix);
     Ok(StatusCode::NO_CONTENT)

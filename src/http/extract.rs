@@ -52,11 +52,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { "body".to_owned() } else { path };
                 // serde appends " at line L column C"; the path already says where.
                 let msg = inner.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                // A missing field is reported at its parent's path: name the field itself.
+                let missing = msg
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next());
+                let field = match (path.as_str(), missing) {
+                    (".", Some(name)) => name.to_owned(),
+                    (_, Some(name)) => format!("{path}.{name}"),
+                    (".", None) => "body".to_owned(),
+                    (_, None) => path,
+                };
                 ApiError::Validation(vec![FieldError::new(field, msg)])
+            }
+            // serde_json reports some type mismatches (an integer where an enum belongs) as
+            // syntax errors; well-formed JSON is never INVALID_JSON.
+            _ if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+                ApiError::validation(
+                    if path == "." { "body".to_owned() } else { path },
+                    inner.to_string(),
+                )
             }
             _ => ApiError::InvalidJson(format!("The body is not valid JSON: {inner}")),
         }
@@ -131,7 +148,9 @@ mod tests {
         let err = parse_json::<Body>(br#"{"name":"x","items":[{"n":1},{"n":"two"}]}"#).unwrap_err();
         assert_eq!(field_of(err), "items[1].n");
         let err = parse_json::<Body>(br#"{"items":[]}"#).unwrap_err();
-        assert!(matches!(err, ApiError::Validation(_)));
+        assert_eq!(field_of(err), "name");
+        let err = parse_json::<Body>(br#"{"name":"x","items":[{}]}"#).unwrap_err();
+        assert_eq!(field_of(err), "items[0].n");
     }
 
     #[test]

@@ -17,13 +17,15 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -63,7 +65,9 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     (layers(app, &state), spec)
 }
 
-fn layers(app: Router, state: &AppState) -> Router {
+/// Wraps `app` in the cross-cutting layers every route gets. Public so tests can put routes
+/// that misbehave on purpose (panics, slowness) behind exactly the same stack.
+pub fn layers(app: Router, state: &AppState) -> Router {
     let origins = state.cors.clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, _| {
@@ -109,7 +113,8 @@ fn layers(app: Router, state: &AppState) -> Router {
             .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req.extensions().get::<RequestId>().map_or("", |r| r.0.as_str());
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }))
+            })
+            .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)))
             .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
             .layer(CompressionLayer::new())
             .layer(cors)

@@ -1,0 +1,20 @@
+//! Black-box tests: a real server over HTTP, on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
+//! One test binary with modules, to keep link time down.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod helpers;
+
+mod admin_orgs;
+mod api_keys;
+mod cli;
+mod errors;
+mod layers;
+mod openapi;
+mod ops;
+mod rate_limits;
+mod tokens;
