@@ -63,6 +63,10 @@ pub async fn update_org(
         }
     }
     let draft = patch.apply_to(&current).map_err(ApiError::Validation)?;
+    if draft == current.draft() {
+        // Nothing changes: no write, and the version (and so the ETag) stays.
+        return Ok(current);
+    }
     Ok(store
         .update_org(id, current.version, &draft, crate::store::now())
         .await?)

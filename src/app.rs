@@ -45,6 +45,8 @@ pub struct App {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("invalid settings: {0}")]
+    Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}")]
@@ -57,11 +59,32 @@ pub enum StartError {
     Serve(#[source] std::io::Error),
 }
 
+/// How long start-up waits for an unreachable database (a PostgreSQL container still booting).
+const DATABASE_WAIT: Duration = Duration::from_secs(30);
+
 /// Connects the store, applies migrations and builds the router.
 pub async fn build_app(settings: Settings) -> Result<App, StartError> {
+    settings.validate().map_err(StartError::Config)?;
     let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
+    wait_for_database(&store).await?;
     store.migrate().await?;
     Ok(build_app_with_store(settings, store).await)
+}
+
+async fn wait_for_database(store: &Store) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + DATABASE_WAIT;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match store.ping().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %crate::error::cause_chain(&e), "database not reachable yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(4));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Builds the router on an already migrated store.
@@ -87,10 +110,7 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
         Arc::clone(&metrics),
         tasks.clone(),
     );
-    let admin_digest = settings
-        .admin_token
-        .as_ref()
-        .map(|t| admin_digest(t.expose()));
+    let admin_digest = settings.admin_token().map(admin_digest);
     if admin_digest.is_none() {
         tracing::info!("ADMIN_TOKEN is not set: the admin API (/api/v1/admin/*) is disabled");
     }

@@ -234,6 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orgs(cmd) => orgs(&open_store(&settings).await?, cmd).await,
         Command::Keys(cmd) => keys(&open_store(&settings).await?, cmd).await,
         Command::Token { org, sub, ttl } => {
+            settings.validate().map_err(|e| anyhow::anyhow!(e))?;
             let Some(secret) = &settings.jwt_secret else {
                 bail!(
                     "JWT_SECRET is not set: a token signed with a random key would be useless to the server"
@@ -260,6 +261,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    // A wildcard listen address is no address to send a person to.
+    let addr = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
     if settings.bootstrap_demo {
         if let Some(key) = admin::bootstrap_demo(&app.state.store).await.map_err(api)? {
             out(&format!(

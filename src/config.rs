@@ -161,6 +161,36 @@ impl Settings {
         }
     }
 
+    /// Refuses settings that would run but be unsafe or meaningless.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.admin_token {
+            if !t.expose().is_empty() && t.expose().len() < 16 {
+                return Err(
+                    "ADMIN_TOKEN must be at least 16 characters (try: openssl rand -hex 32)".into(),
+                );
+            }
+        }
+        if let Some(s) = &self.jwt_secret {
+            if s.expose().len() < 32 {
+                return Err(
+                    "JWT_SECRET must be at least 32 bytes (try: openssl rand -hex 32)".into(),
+                );
+            }
+        }
+        if !(self.rate_limit_end_user_share > 0.0 && self.rate_limit_end_user_share <= 1.0) {
+            return Err("RATE_LIMIT_END_USER_SHARE must be in (0, 1]".into());
+        }
+        Ok(())
+    }
+
+    /// The admin token, if one is configured; an empty ADMIN_TOKEN counts as none.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|t| !t.is_empty())
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds.max(1))
     }

@@ -152,8 +152,6 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
-    #[error("precondition failed: {0}")]
-    PreconditionFailed(String),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
     #[error("payload too large")]
@@ -228,12 +226,6 @@ impl ApiError {
             Self::Conflict(detail) => {
                 Problem::new(S::CONFLICT, "CONFLICT", "Conflict", detail.clone())
             }
-            Self::PreconditionFailed(detail) => Problem::new(
-                S::PRECONDITION_FAILED,
-                "PRECONDITION_FAILED",
-                "Precondition failed",
-                detail.clone(),
-            ),
             Self::RateLimited { retry_after_secs } => Problem::new(
                 S::TOO_MANY_REQUESTS,
                 "RATE_LIMIT_EXCEEDED",

@@ -189,6 +189,17 @@ impl Org {
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)
     }
+
+    /// The settable content of this organisation.
+    pub fn draft(&self) -> OrgDraft {
+        OrgDraft {
+            name: self.name.clone(),
+            active: self.active,
+            tier: self.tier,
+            rate_limit: self.rate_limit,
+            settings: self.settings.clone(),
+        }
+    }
 }
 
 /// The validated content of a new or changed organisation, ready to store.
@@ -322,14 +333,7 @@ impl OrgPatch {
 
     /// The organisation as it will be after this patch, validated whole.
     pub fn apply_to(self, org: &Org) -> Result<OrgDraft, Vec<FieldError>> {
-        let current = OrgDraft {
-            name: org.name.clone(),
-            active: org.active,
-            tier: org.tier,
-            rate_limit: org.rate_limit,
-            settings: org.settings.clone(),
-        };
-        self.apply(current, Some(org.tier))
+        self.apply(org.draft(), Some(org.tier))
     }
 
     fn apply(self, mut d: OrgDraft, old_tier: Option<Tier>) -> Result<OrgDraft, Vec<FieldError>> {

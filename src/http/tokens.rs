@@ -84,7 +84,7 @@ async fn create_token(
     let Some(user) = user.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let now = Utc::now();
+    let now = crate::store::now();
     let expires_at = now + Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX));
     let token = state
         .auth

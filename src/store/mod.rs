@@ -116,8 +116,8 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts =
                 PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
-            // connect_lazy: the server starts (and /health/ready reports 503) while the
-            // database is down, rather than refusing to start.
+            // Lazy: connections are made on use, so a database that goes away later makes
+            // /health/ready answer 503 instead of taking the process down.
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(3))

@@ -108,6 +108,10 @@ backend_test! {
         let org: Value = res.json().await.unwrap();
         assert_eq!((org["version"].as_i64(), org["rate_limit"]["requests"].as_i64()), (Some(3), Some(50)));
         assert_eq!(org["name"], "Acme Two");
+
+        // A change that changes nothing writes nothing: the version (and ETag) stay.
+        let res = app.admin(Method::PATCH, "/api/v1/admin/orgs/acme").json(&json!({"name": "Acme Two"})).send().await.unwrap();
+        assert_eq!(res.headers()["etag"], "\"3\"");
     }
 }
 

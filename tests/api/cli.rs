@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+const CLI_JWT_SECRET: &str = "cli-test-secret-of-at-least-32-bytes";
+
 fn agentd(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentd"));
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
-        .env("JWT_SECRET", "cli-test-secret");
+        .env("JWT_SECRET", CLI_JWT_SECRET);
     cmd
 }
 
@@ -184,7 +186,7 @@ fn management_commands_work_on_the_database() {
     let token = run(cmd().args([
         "token", "--org", "acme", "--sub", "dev-user", "--ttl", "600",
     ]));
-    let keys = agentd::auth::jwt::JwtKeys::new(b"cli-test-secret");
+    let keys = agentd::auth::jwt::JwtKeys::new(CLI_JWT_SECRET.as_bytes());
     let claims = keys.verify(token.trim()).unwrap();
     assert_eq!(
         (claims.org.as_str(), claims.sub.as_str()),
@@ -272,5 +274,22 @@ mod reqwest {
                 .status()
                 .as_u16()
         })
+    }
+}
+
+#[test]
+fn unsafe_settings_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, says) in [
+        ("ADMIN_TOKEN", "short", "ADMIN_TOKEN"),
+        ("JWT_SECRET", "short", "JWT_SECRET"),
+    ] {
+        let out = agentd(dir.path())
+            .env(var, value)
+            .env("PORT", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says));
     }
 }
