@@ -4,6 +4,7 @@
 //! application through [`app::build_app`].
 
 pub mod admin;
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod cli;
