@@ -125,6 +125,7 @@ pub async fn bootstrap_demo(store: &Store) -> Result<Option<String>, ApiError> {
     let patch = OrgPatch {
         name: Some("Demo Clinic".to_owned()),
         services: Some(demo_services()),
+        business_hours: Some(crate::orgs::BusinessHours::every_day()),
         system_prompt: Some(format!(
             "You are the booking assistant of Demo Clinic. {}",
             OrgSettings::default().system_prompt

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent::{Agent, AgentSettings, Model};
 use crate::auth::Authenticator;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub limiter: OrgRateLimiter,
     pub metrics: Arc<Metrics>,
     pub cors: CorsOrigins,
+    pub agent: Agent,
     /// SHA-256 of ADMIN_TOKEN; `None` turns the admin API off.
     pub admin_digest: Option<[u8; 32]>,
     /// Cancelled when shutdown starts; long-running work watches it.
@@ -114,6 +116,18 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
     if admin_digest.is_none() {
         tracing::info!("ADMIN_TOKEN is not set: the admin API (/api/v1/admin/*) is disabled");
     }
+    let agent = Agent::new(
+        store.clone(),
+        model_from(&settings),
+        AgentSettings {
+            max_steps: settings.agent_max_steps,
+            history_window: settings.agent_history_window,
+            turn_timeout: Duration::from_secs(settings.agent_turn_timeout_seconds.max(1)),
+            queue_timeout: Duration::from_secs(settings.turn_queue_timeout_seconds),
+        },
+        tasks.clone(),
+    );
+    tracing::info!(provider = agent.model.provider(), "model provider ready");
     let cors = CorsOrigins::new(&settings.cors_origins);
     cors.reload(&store).await;
     let state = AppState {
@@ -123,6 +137,7 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
         auth,
         metrics,
         cors,
+        agent,
         admin_digest,
         shutdown: CancellationToken::new(),
         tasks,
@@ -135,10 +150,64 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
     }
 }
 
+/// The model provider the settings ask for (validated beforehand: openai has a key).
+fn model_from(settings: &Settings) -> Model {
+    match (settings.provider(), &settings.openai_api_key) {
+        (crate::config::LlmProvider::Openai, Some(key)) => {
+            let mut cfg = crate::agent::openai::OpenAiConfig::new(key.clone());
+            cfg.base_url.clone_from(&settings.openai_base_url);
+            cfg.default_model.clone_from(&settings.openai_model);
+            cfg.request_timeout = Duration::from_secs(settings.openai_timeout_seconds.max(1));
+            cfg.max_retries = settings.openai_max_retries;
+            Model::OpenAi(Arc::new(crate::agent::openai::OpenAiModel::new(cfg)))
+        }
+        _ => Model::Offline(crate::agent::offline::OfflineModel),
+    }
+}
+
+/// Erases sessions idle past their organisation's TTL, and expired idempotency records.
+/// Returns how many sessions were erased.
+pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
+    let now = crate::store::now();
+    let mut erased = 0;
+    let mut offset = 0;
+    loop {
+        let page = state.store.list_orgs(100, offset).await?;
+        for org in &page.items {
+            let ttl = chrono::Duration::seconds(
+                i64::try_from(org.settings.session_ttl_seconds).unwrap_or(i64::MAX / 2),
+            );
+            erased += state
+                .store
+                .sweep(&org.id, now - ttl, now - chrono::Duration::hours(24))
+                .await?;
+        }
+        offset += 100;
+        if offset >= page.total {
+            return Ok(erased);
+        }
+    }
+}
+
 impl App {
     /// Starts the housekeeping tasks: limiter pruning and CORS refresh (for changes made by
     /// other instances), every minute until shutdown.
     pub fn start_background(&self) {
+        let state = self.state.clone();
+        self.state.tasks.spawn(async move {
+            let every = Duration::from_secs(state.settings.session_sweep_interval_seconds.max(1));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break,
+                    _ = tick.tick() => match sweep_once(&state).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "erased idle sessions"),
+                        Err(e) => tracing::warn!(error = %crate::error::cause_chain(&e), "session sweep failed"),
+                    },
+                }
+            }
+        });
         let state = self.state.clone();
         self.state.tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

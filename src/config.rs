@@ -43,6 +43,14 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LlmProvider {
+    /// The built-in deterministic model: no network, no key.
+    Offline,
+    /// Any OpenAI-compatible Chat Completions endpoint (OPENAI_*).
+    Openai,
+}
+
 /// Server settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -98,14 +106,94 @@ pub struct Settings {
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
     pub cors_origins: Vec<String>,
 
-    /// Seconds a request may take before it is cut off with 408 REQUEST_TIMEOUT.
+    /// Seconds a request may take before it is cut off with 408 REQUEST_TIMEOUT. Keep it above
+    /// AGENT_TURN_TIMEOUT_SECONDS + TURN_QUEUE_TIMEOUT_SECONDS.
     #[arg(
         long,
         env = "REQUEST_TIMEOUT_SECONDS",
-        default_value_t = 60,
+        default_value_t = 120,
         global = true
     )]
     pub request_timeout_seconds: u64,
+
+    /// Model provider: offline or openai. Default: openai when OPENAI_API_KEY is set, else offline.
+    #[arg(long, env = "LLM_PROVIDER", value_enum, global = true)]
+    pub llm_provider: Option<LlmProvider>,
+
+    /// API key of the OpenAI-compatible endpoint.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<Secret>,
+
+    /// Base URL of the OpenAI-compatible API (OpenAI, Azure gateway, Ollama, vLLM, llama.cpp).
+    #[arg(
+        long,
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1",
+        global = true
+    )]
+    pub openai_base_url: String,
+
+    /// Model used when an organisation sets none.
+    #[arg(
+        long,
+        env = "OPENAI_MODEL",
+        default_value = "gpt-4o-mini",
+        global = true
+    )]
+    pub openai_model: String,
+
+    /// Seconds one call to the model may take (each retry gets its own).
+    #[arg(
+        long,
+        env = "OPENAI_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub openai_timeout_seconds: u64,
+
+    /// Retries of a model call after 429, 5xx, connection errors and timeouts.
+    #[arg(long, env = "OPENAI_MAX_RETRIES", default_value_t = 2, global = true)]
+    pub openai_max_retries: u32,
+
+    /// Model calls per turn, at most (each may run tools).
+    #[arg(long, env = "AGENT_MAX_STEPS", default_value_t = 8, global = true)]
+    pub agent_max_steps: u32,
+
+    /// Earlier messages the model sees in each turn.
+    #[arg(
+        long,
+        env = "AGENT_HISTORY_WINDOW",
+        default_value_t = 20,
+        global = true
+    )]
+    pub agent_history_window: u32,
+
+    /// Seconds a whole turn may take (504 AGENT_TIMEOUT past it).
+    #[arg(
+        long,
+        env = "AGENT_TURN_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub agent_turn_timeout_seconds: u64,
+
+    /// Seconds a turn waits for a running turn of the same conversation (409 TURN_IN_PROGRESS past it).
+    #[arg(
+        long,
+        env = "TURN_QUEUE_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub turn_queue_timeout_seconds: u64,
+
+    /// Seconds between sweeps of idle sessions (older than their org's session TTL).
+    #[arg(
+        long,
+        env = "SESSION_SWEEP_INTERVAL_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub session_sweep_interval_seconds: u64,
 
     /// Seconds a verified API key (and an org's settings) stay cached. Bounds how long a
     /// revocation or deactivation made on another instance takes to reach this one.
@@ -153,7 +241,18 @@ impl Settings {
             jwt_max_ttl_seconds: 86_400,
             log_format: LogFormat::Pretty,
             cors_origins: Vec::new(),
-            request_timeout_seconds: 60,
+            request_timeout_seconds: 120,
+            llm_provider: None,
+            openai_api_key: None,
+            openai_base_url: "https://api.openai.com/v1".to_owned(),
+            openai_model: "gpt-4o-mini".to_owned(),
+            openai_timeout_seconds: 30,
+            openai_max_retries: 2,
+            agent_max_steps: 8,
+            agent_history_window: 20,
+            agent_turn_timeout_seconds: 60,
+            turn_queue_timeout_seconds: 30,
+            session_sweep_interval_seconds: 300,
             auth_cache_ttl_seconds: 30,
             rate_limit_end_user_share: 0.25,
             shutdown_grace_seconds: 20,
@@ -177,10 +276,26 @@ impl Settings {
                 );
             }
         }
+        if self.provider() == LlmProvider::Openai && self.openai_api_key.is_none() {
+            return Err("LLM_PROVIDER=openai needs OPENAI_API_KEY".into());
+        }
+        if !(1..=32).contains(&self.agent_max_steps) {
+            return Err("AGENT_MAX_STEPS must be between 1 and 32".into());
+        }
         if !(self.rate_limit_end_user_share > 0.0 && self.rate_limit_end_user_share <= 1.0) {
             return Err("RATE_LIMIT_END_USER_SHARE must be in (0, 1]".into());
         }
         Ok(())
+    }
+
+    /// The provider in force: LLM_PROVIDER, else openai when a key is set, else offline.
+    pub fn provider(&self) -> LlmProvider {
+        self.llm_provider
+            .unwrap_or(if self.openai_api_key.is_some() {
+                LlmProvider::Openai
+            } else {
+                LlmProvider::Offline
+            })
     }
 
     /// The admin token, if one is configured; an empty ADMIN_TOKEN counts as none.

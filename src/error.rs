@@ -152,6 +152,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("turn in progress")]
+    TurnInProgress,
+    #[error("idempotency key reused with another request")]
+    IdempotencyMismatch,
+    #[error("model provider failed")]
+    LlmUpstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("agent timed out")]
+    AgentTimeout,
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
     #[error("payload too large")]
@@ -226,6 +234,30 @@ impl ApiError {
             Self::Conflict(detail) => {
                 Problem::new(S::CONFLICT, "CONFLICT", "Conflict", detail.clone())
             }
+            Self::TurnInProgress => Problem::new(
+                S::CONFLICT,
+                "TURN_IN_PROGRESS",
+                "Turn in progress",
+                "Another message of this conversation is still being answered; retry when it is done.",
+            ),
+            Self::IdempotencyMismatch => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_MISMATCH",
+                "Idempotency key reused",
+                "This Idempotency-Key was used with a different request; use a new key.",
+            ),
+            Self::LlmUpstream(_) => Problem::new(
+                S::BAD_GATEWAY,
+                "LLM_UPSTREAM_ERROR",
+                "Model provider error",
+                "The language model provider failed; nothing was saved. Retry the message.",
+            ),
+            Self::AgentTimeout => Problem::new(
+                S::GATEWAY_TIMEOUT,
+                "AGENT_TIMEOUT",
+                "Agent timed out",
+                "The agent did not finish in time; nothing was saved. Retry the message.",
+            ),
             Self::RateLimited { retry_after_secs } => Problem::new(
                 S::TOO_MANY_REQUESTS,
                 "RATE_LIMIT_EXCEEDED",
@@ -273,7 +305,7 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            Self::Internal(err) => {
+            Self::Internal(err) | Self::LlmUpstream(err) => {
                 res.extensions_mut()
                     .insert(ProblemCause(cause_chain(err.as_ref())));
             }
@@ -293,6 +325,21 @@ impl From<StoreError> for ApiError {
                 Self::Unavailable("The database is unreachable; retry shortly.".to_owned())
             }
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::agent::turn::TurnError> for ApiError {
+    fn from(err: crate::agent::turn::TurnError) -> Self {
+        use crate::agent::model::ModelError;
+        use crate::agent::turn::TurnError as T;
+        match err {
+            T::Busy => Self::TurnInProgress,
+            T::NotFound => Self::NotFound("No such conversation.".to_owned()),
+            T::IdempotencyMismatch => Self::IdempotencyMismatch,
+            T::Timeout(_) | T::Model(ModelError::Timeout) => Self::AgentTimeout,
+            T::Model(e) => Self::LlmUpstream(Box::new(e)),
+            T::Store(e) => e.into(),
         }
     }
 }

@@ -108,6 +108,25 @@ impl BusinessHours {
         }
     }
 
+    /// Every day, 09:00–17:00: the demo clinic, so a first try works on a weekend too.
+    pub fn every_day() -> Self {
+        let day = || {
+            vec![OpeningHours {
+                open: "09:00".into(),
+                close: "17:00".into(),
+            }]
+        };
+        Self {
+            mon: day(),
+            tue: day(),
+            wed: day(),
+            thu: day(),
+            fri: day(),
+            sat: day(),
+            sun: day(),
+        }
+    }
+
     fn days(&self) -> [(&'static str, &Vec<OpeningHours>); 7] {
         [
             ("mon", &self.mon),
@@ -119,6 +138,17 @@ impl BusinessHours {
             ("sun", &self.sun),
         ]
     }
+}
+
+/// What a turn does when another turn of the same conversation is running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TurnPolicy {
+    /// Wait for it (bounded by TURN_QUEUE_TIMEOUT_SECONDS), then run.
+    #[default]
+    Enqueue,
+    /// Refuse at once with 409 `TURN_IN_PROGRESS`.
+    Reject,
 }
 
 /// Everything about an organisation's agent that an operator can set.
@@ -144,6 +174,9 @@ pub struct OrgSettings {
     /// Longest accepted chat message, in characters.
     #[schema(example = 2000)]
     pub max_message_chars: u32,
+    /// Concurrent turns on one conversation: `enqueue` (default) or `reject`.
+    #[serde(default)]
+    pub turn_policy: TurnPolicy,
 }
 
 impl Default for OrgSettings {
@@ -159,6 +192,7 @@ impl Default for OrgSettings {
             allowed_origins: Vec::new(),
             session_ttl_seconds: 48 * 3600,
             max_message_chars: 2000,
+            turn_policy: TurnPolicy::Enqueue,
         }
     }
 }
@@ -240,6 +274,7 @@ macro_rules! org_body {
             pub session_ttl_seconds: Option<u64>,
             #[schema(minimum = 1, maximum = 32000)]
             pub max_message_chars: Option<u32>,
+            pub turn_policy: Option<TurnPolicy>,
         }
 
         impl $name {
@@ -259,6 +294,7 @@ macro_rules! org_body {
                     allowed_origins: self.allowed_origins.clone(),
                     session_ttl_seconds: self.session_ttl_seconds,
                     max_message_chars: self.max_message_chars,
+                    turn_policy: self.turn_policy,
                 }
             }
         }
@@ -298,6 +334,7 @@ pub struct OrgPatch {
     pub allowed_origins: Option<Vec<String>>,
     pub session_ttl_seconds: Option<u64>,
     pub max_message_chars: Option<u32>,
+    pub turn_policy: Option<TurnPolicy>,
 }
 
 impl OrgPatch {
@@ -458,6 +495,9 @@ impl OrgPatch {
                 err("max_message_chars", "must be between 1 and 32000".into());
             }
             s.max_message_chars = max;
+        }
+        if let Some(p) = self.turn_policy {
+            s.turn_policy = p;
         }
         if errors.is_empty() {
             Ok(d)

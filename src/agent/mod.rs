@@ -2,4 +2,98 @@
 //! HTTP: a turn can run from a handler, a test or the CLI.
 
 pub mod model;
+pub mod nlu;
+pub mod offline;
+pub mod openai;
 pub mod state;
+pub mod tools;
+pub mod turn;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::store::Store;
+use model::{ModelError, ModelRequest, ModelResponse};
+
+/// The model providers, dispatched by enum (no trait objects on the hot path).
+#[derive(Clone)]
+pub enum Model {
+    /// Deterministic, built in, no network.
+    Offline(offline::OfflineModel),
+    /// Any OpenAI-compatible Chat Completions endpoint.
+    OpenAi(Arc<openai::OpenAiModel>),
+}
+
+impl Model {
+    pub async fn complete(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError> {
+        match self {
+            Self::Offline(m) => m.complete(req),
+            Self::OpenAi(m) => m.complete(req).await,
+        }
+    }
+
+    /// The model name used when the organisation sets none.
+    pub fn default_model_name(&self) -> String {
+        match self {
+            Self::Offline(_) => "offline".to_owned(),
+            Self::OpenAi(m) => m.default_model().to_owned(),
+        }
+    }
+
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Self::Offline(_) => "offline",
+            Self::OpenAi(_) => "openai",
+        }
+    }
+}
+
+/// Limits of the turn loop.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Model calls per turn, at most.
+    pub max_steps: u32,
+    /// Earlier messages the model sees.
+    pub history_window: u32,
+    /// Longest a turn may take once it runs.
+    pub turn_timeout: Duration,
+    /// Longest a turn waits for another turn of the same conversation (policy `enqueue`).
+    pub queue_timeout: Duration,
+}
+
+impl AgentSettings {
+    /// A lease outlives the longest turn, so only a crashed instance's lease ever expires.
+    pub fn lease_duration(&self) -> Duration {
+        self.turn_timeout + Duration::from_secs(30)
+    }
+}
+
+/// The agent as the HTTP layer uses it; cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    pub store: Store,
+    pub model: Model,
+    pub tools: tools::ToolRegistry,
+    pub settings: AgentSettings,
+    pub tasks: TaskTracker,
+    /// One FIFO mutex per recently active conversation: turns queue here before the lease.
+    locks: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Agent {
+    pub fn new(store: Store, model: Model, settings: AgentSettings, tasks: TaskTracker) -> Self {
+        Self {
+            store,
+            model,
+            tools: tools::ToolRegistry::builtin(),
+            settings,
+            tasks,
+            locks: moka::sync::Cache::builder()
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        }
+    }
+}

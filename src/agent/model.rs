@@ -156,7 +156,10 @@ pub struct ModelResponse {
 pub enum ModelError {
     /// The provider answered with an error, or not at all (connection refused, reset).
     #[error("model provider error{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
-    Upstream { status: Option<u16>, message: String },
+    Upstream {
+        status: Option<u16>,
+        message: String,
+    },
     /// No answer within the per-call timeout.
     #[error("model call timed out")]
     Timeout,

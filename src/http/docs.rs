@@ -23,6 +23,9 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
     ),
     components(schemas(Problem, FieldError)),
     tags(
+        (name = "chat", description = "Chat turns in sessions (conversations whose id you choose)"),
+        (name = "conversations", description = "Conversations and their messages"),
+        (name = "appointments", description = "Bookings made by the agent"),
         (name = "auth", description = "End-user tokens and the caller's identity"),
         (name = "admin", description = "Organisations and API keys (admin token)"),
         (name = "ops", description = "Health, readiness, metrics"),

@@ -2,7 +2,10 @@
 //! they are all registered in.
 
 pub mod admin;
+pub mod appointments;
 pub mod auth_layer;
+pub mod chat;
+pub mod conversations;
 pub mod docs;
 pub mod extract;
 pub mod ops;
@@ -43,10 +46,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     // Deny by default: only `ops` is public; every tenant route passes `authenticate`, every
     // admin route `require_admin`.
-    let tenant = tokens::router().layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth_layer::authenticate,
-    ));
+    let tenant = tokens::router()
+        .merge(chat::router())
+        .merge(conversations::router())
+        .merge(appointments::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth_layer::authenticate,
+        ));
     let admin = admin::router().layer(middleware::from_fn_with_state(
         state.clone(),
         auth_layer::require_admin,

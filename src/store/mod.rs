@@ -5,8 +5,10 @@
 //! each pool type. Where the engines differ (types, `FOR UPDATE SKIP LOCKED`), a module matches
 //! on the backend explicitly. Every function that touches tenant data takes the `OrgId`.
 
+pub mod conversations;
 pub mod keys;
 pub mod orgs;
+pub mod tools;
 
 use std::path::Path;
 use std::str::FromStr;

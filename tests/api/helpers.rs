@@ -188,6 +188,19 @@ pub async fn serve(router: axum::Router, state: AppState, db: TestDb) -> TestApp
 }
 
 impl TestApp {
+    /// A second server on the same database, as another instance behind a load balancer.
+    pub async fn second_instance(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = test_settings(&self._db.url);
+        tweak(&mut settings);
+        let app = agentd::build_app(settings).await.unwrap();
+        let shared = TestDb {
+            url: self._db.url.clone(),
+            pg: None,
+            _dir: None,
+        };
+        serve(app.router, app.state, shared).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -380,5 +393,56 @@ impl Outage {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Business hours open every day 09:00–17:00, so booking tests pass on any weekday.
+pub fn every_day_hours() -> Value {
+    let day = json!([{"open": "09:00", "close": "17:00"}]);
+    json!({"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day})
+}
+
+/// An org with the demo services, open every day, and a key for it.
+pub async fn booking_org(app: &TestApp, id: &str, extra: Value) -> String {
+    let mut body = json!({
+        "services": [
+            {"id": "general-consultation", "name": "General Consultation", "duration_minutes": 30, "price_cents": 5000},
+            {"id": "follow-up", "name": "Follow-up Visit", "duration_minutes": 15, "price_cents": 2500},
+            {"id": "extended-session", "name": "Extended Session", "duration_minutes": 60, "price_cents": 9000}
+        ],
+        "business_hours": every_day_hours(),
+        "time_zone": "Europe/Berlin",
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    app.create_org(id, body).await;
+    app.create_key(id).await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl TestApp {
+    /// `POST /api/v1/chat` with an API key.
+    pub async fn chat(&self, key: &str, org: &str, session: uuid::Uuid, message: &str) -> Response {
+        self.post("/api/v1/chat")
+            .header("X-API-Key", key)
+            .json(&json!({"message": message, "session_id": session, "org_id": org}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /api/v1/sessions/{id}/history`.
+    pub async fn history(&self, key: &str, session: uuid::Uuid) -> Value {
+        let res = self
+            .get(&format!("/api/v1/sessions/{session}/history"))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
     }
 }

@@ -8,12 +8,16 @@
 )]
 
 mod helpers;
+mod mock_llm;
 
 mod admin_orgs;
+mod agent;
 mod api_keys;
 mod cli;
+mod conversations;
 mod errors;
 mod layers;
+mod offline;
 mod openapi;
 mod ops;
 mod rate_limits;

@@ -23,7 +23,8 @@ backend_test! {
         let paths = spec["paths"].as_object().unwrap();
         assert!(paths.len() >= 11, "{:?}", paths.keys());
         for (path, item) in paths {
-            let concrete = path.replace("{org}", "acme").replace("{key_id}", "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11");
+            let uuid = "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11";
+            let concrete = path.replace("{org}", "acme").replace("{key_id}", uuid).replace("{id}", uuid).replace("{message_id}", uuid);
             for method in METHODS {
                 let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let Some(op) = item.get(method) else {

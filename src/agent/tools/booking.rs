@@ -1,0 +1,411 @@
+//! Booking tools: services, availability from business hours and existing bookings, and
+//! appointments (create, get, cancel, reschedule). Times the model sees are local to the
+//! organisation's time zone, `YYYY-MM-DDTHH:MM`; storage is UTC.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
+    Weekday,
+};
+use chrono_tz::Tz;
+use rand::Rng;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Tool, ToolContext, ToolError, ToolResult, define_tool};
+use crate::orgs::{OpeningHours, Service};
+use crate::store::tools::{Appointment, BookingError, NewAppointment, SLOT_MINUTES};
+
+pub fn tools() -> Vec<Arc<dyn Tool>> {
+    vec![
+        Arc::new(ListServices),
+        Arc::new(CheckAvailability),
+        Arc::new(CreateAppointment),
+        Arc::new(GetAppointment),
+        Arc::new(CancelAppointment),
+        Arc::new(RescheduleAppointment),
+    ]
+}
+
+/// Minutes between the start times offered by `check_availability`.
+const OFFER_STEP_MINUTES: i64 = 30;
+const LOCAL_FORMAT: &str = "%Y-%m-%dT%H:%M";
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityArgs {
+    /// Service id from list_services.
+    pub service_id: String,
+    /// Day to check, YYYY-MM-DD (business's local date).
+    pub date: String,
+    /// Optional start time to check, HH:MM (24-hour, local).
+    pub time: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateArgs {
+    /// Service id from list_services.
+    pub service_id: String,
+    /// Local start, YYYY-MM-DDTHH:MM, on a 5-minute boundary.
+    pub start: String,
+    pub customer_name: String,
+    pub customer_email: String,
+    pub customer_phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationArgs {
+    /// The confirmation number, APPT-XXXXXX.
+    pub confirmation_number: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleArgs {
+    /// The confirmation number, APPT-XXXXXX.
+    pub confirmation_number: String,
+    /// New local start, YYYY-MM-DDTHH:MM.
+    pub start: String,
+}
+
+define_tool!(ListServices, "list_services", side_effect: false, NoArgs, list_services,
+    "List the services that can be booked, with duration and price.");
+define_tool!(CheckAvailability, "check_availability", side_effect: false, AvailabilityArgs, check_availability,
+    "List free start times for a service on a date, or check whether one start time is free.");
+define_tool!(CreateAppointment, "create_appointment", side_effect: true, CreateArgs, create_appointment,
+    "Book an appointment once the customer has confirmed. Returns the confirmation number.");
+define_tool!(GetAppointment, "get_appointment", side_effect: false, ConfirmationArgs, get_appointment,
+    "Look up an appointment by its confirmation number.");
+define_tool!(CancelAppointment, "cancel_appointment", side_effect: true, ConfirmationArgs, cancel_appointment,
+    "Cancel an appointment by its confirmation number.");
+define_tool!(RescheduleAppointment, "reschedule_appointment", side_effect: true, RescheduleArgs, reschedule_appointment,
+    "Move an appointment to a new start time.");
+
+fn tz(ctx: &ToolContext<'_>) -> Tz {
+    ctx.org.settings.time_zone.parse().unwrap_or(Tz::UTC)
+}
+
+fn service<'a>(ctx: &'a ToolContext<'_>, id: &str) -> Result<&'a Service, ToolError> {
+    let services = &ctx.org.settings.services;
+    services
+        .iter()
+        .find(|s| s.id == id || s.name.eq_ignore_ascii_case(id))
+        .ok_or_else(|| {
+            let ids: Vec<&str> = services.iter().map(|s| s.id.as_str()).collect();
+            ToolError(format!(
+                "unknown service {id:?}; services: {}",
+                ids.join(", ")
+            ))
+        })
+}
+
+fn parse_local(raw: &str, tz: Tz) -> Result<DateTime<Utc>, ToolError> {
+    let raw = raw.trim().replace(' ', "T");
+    let naive = NaiveDateTime::parse_from_str(&raw, LOCAL_FORMAT)
+        .or_else(|_| NaiveDateTime::parse_from_str(&raw, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|_| ToolError(format!("start must be YYYY-MM-DDTHH:MM, got {raw:?}")))?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| ToolError(format!("{raw} does not exist in {tz} (clock change)")))
+}
+
+fn local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format(LOCAL_FORMAT).to_string()
+}
+
+fn opening_hours(ctx: &ToolContext<'_>, day: Weekday) -> Vec<(NaiveTime, NaiveTime)> {
+    let h = &ctx.org.settings.business_hours;
+    let intervals: &[OpeningHours] = match day {
+        Weekday::Mon => &h.mon,
+        Weekday::Tue => &h.tue,
+        Weekday::Wed => &h.wed,
+        Weekday::Thu => &h.thu,
+        Weekday::Fri => &h.fri,
+        Weekday::Sat => &h.sat,
+        Weekday::Sun => &h.sun,
+    };
+    intervals
+        .iter()
+        .filter_map(|i| {
+            let o = NaiveTime::parse_from_str(&i.open, "%H:%M").ok()?;
+            let c = NaiveTime::parse_from_str(&i.close, "%H:%M").ok()?;
+            Some((o, c))
+        })
+        .collect()
+}
+
+/// Checks that `[start, start + minutes)` is bookable: future, on the slot grid, inside one
+/// opening interval of its local day.
+fn check_bookable(
+    ctx: &ToolContext<'_>,
+    start: DateTime<Utc>,
+    minutes: i64,
+) -> Result<DateTime<Utc>, ToolError> {
+    let tz = tz(ctx);
+    if start <= ctx.now {
+        return Err(ToolError(
+            "that time has already passed; choose a future time".into(),
+        ));
+    }
+    let local_start = start.with_timezone(&tz);
+    if i64::from(local_start.minute()) % SLOT_MINUTES != 0 || local_start.second() != 0 {
+        return Err(ToolError(format!(
+            "start times are on {SLOT_MINUTES}-minute boundaries"
+        )));
+    }
+    let end = start + Duration::minutes(minutes);
+    let local_end = end.with_timezone(&tz);
+    let inside = local_start.date_naive() == local_end.date_naive()
+        && opening_hours(ctx, local_start.weekday())
+            .iter()
+            .any(|(o, c)| *o <= local_start.time() && local_end.time() <= *c);
+    if !inside {
+        return Err(ToolError(format!(
+            "{} is outside business hours",
+            local_start.format("%A %Y-%m-%d %H:%M")
+        )));
+    }
+    Ok(end)
+}
+
+fn is_free(start: DateTime<Utc>, end: DateTime<Utc>, booked: &BTreeSet<DateTime<Utc>>) -> bool {
+    booked.range(start..end).next().is_none()
+}
+
+fn appointment_json(a: &Appointment, tz: Tz) -> Value {
+    json!({
+        "confirmation_number": a.confirmation_number,
+        "service_id": a.service_id,
+        "service_name": a.service_name,
+        "start": local(a.start_at, tz),
+        "end": local(a.end_at, tz),
+        "time_zone": tz.name(),
+        "status": a.status,
+        "customer_name": a.customer_name,
+        "customer_email": a.customer_email,
+        "customer_phone": a.customer_phone,
+    })
+}
+
+fn booking_error(e: BookingError) -> ToolError {
+    match e {
+        BookingError::SlotTaken => {
+            ToolError("that time is already booked; choose another time".into())
+        }
+        BookingError::NotFound(c) => {
+            ToolError(format!("no appointment with confirmation number {c}"))
+        }
+        BookingError::Cancelled(c) => ToolError(format!("appointment {c} is cancelled")),
+        BookingError::Store(e) => e.into(),
+    }
+}
+
+/// `APPT-` + 6 characters without look-alikes (no O/0, I/1).
+pub fn confirmation_number() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    let code: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    format!("APPT-{code}")
+}
+
+fn normalise_confirmation(raw: &str) -> String {
+    raw.trim().to_ascii_uppercase()
+}
+
+async fn list_services(ctx: &ToolContext<'_>, _: NoArgs) -> ToolResult {
+    Ok(json!({ "services": ctx.org.settings.services }))
+}
+
+async fn check_availability(ctx: &ToolContext<'_>, a: AvailabilityArgs) -> ToolResult {
+    let svc = service(ctx, &a.service_id)?;
+    let tz = tz(ctx);
+    let date = NaiveDate::parse_from_str(a.date.trim(), "%Y-%m-%d")
+        .map_err(|_| ToolError(format!("date must be YYYY-MM-DD, got {:?}", a.date)))?;
+    let minutes = i64::from(svc.duration_minutes);
+    let day_start = parse_local(&format!("{date}T00:00"), tz)?;
+    let booked: BTreeSet<DateTime<Utc>> = ctx
+        .store
+        .booked_slots(&ctx.org.id, day_start, day_start + Duration::hours(26))
+        .await?
+        .into_iter()
+        .collect();
+    let mut slots = Vec::new();
+    for (open, close) in opening_hours(ctx, date.weekday()) {
+        let mut t = date.and_time(open);
+        while t + Duration::minutes(minutes) <= date.and_time(close) {
+            if let Some(start) = tz
+                .from_local_datetime(&t)
+                .earliest()
+                .map(|s| s.with_timezone(&Utc))
+            {
+                if start > ctx.now && is_free(start, start + Duration::minutes(minutes), &booked) {
+                    slots.push(t.format("%H:%M").to_string());
+                }
+            }
+            t += Duration::minutes(OFFER_STEP_MINUTES);
+        }
+    }
+    let available = match &a.time {
+        Some(time) => {
+            let start = parse_local(&format!("{date}T{}", time.trim()), tz)?;
+            Some(check_bookable(ctx, start, minutes).is_ok_and(|end| is_free(start, end, &booked)))
+        }
+        None => None,
+    };
+    slots.truncate(16);
+    Ok(json!({
+        "service_id": svc.id,
+        "date": date.to_string(),
+        "time_zone": tz.name(),
+        "time": a.time,
+        "available": available,
+        "slots": slots,
+    }))
+}
+
+fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e.chars().any(char::is_whitespace)
+        && e.len() <= 254
+}
+
+async fn create_appointment(ctx: &ToolContext<'_>, a: CreateArgs) -> ToolResult {
+    let svc = service(ctx, &a.service_id)?;
+    let tz = tz(ctx);
+    let name = a.customer_name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ToolError("customer_name is required".into()));
+    }
+    let email = a.customer_email.trim();
+    if !valid_email(email) {
+        return Err(ToolError(format!("{email:?} is not a valid email address")));
+    }
+    let phone = a
+        .customer_phone
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    if phone.is_some_and(|p| {
+        p.len() > 40
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    }) {
+        return Err(ToolError(
+            "customer_phone may hold digits, spaces and + - ( ) . only".into(),
+        ));
+    }
+    let start = parse_local(&a.start, tz)?;
+    let end = check_bookable(ctx, start, i64::from(svc.duration_minutes))?;
+    let new = NewAppointment {
+        confirmation_number: confirmation_number(),
+        service_id: svc.id.clone(),
+        service_name: svc.name.clone(),
+        start_at: start,
+        end_at: end,
+        customer_name: name.to_owned(),
+        customer_email: email.to_owned(),
+        customer_phone: phone.map(str::to_owned),
+        end_user: ctx.end_user.map(|u| u.as_str().to_owned()),
+        conversation_id: Some(ctx.conversation_id),
+    };
+    let appt = ctx
+        .store
+        .create_appointment(&ctx.org.id, &new, ctx.now)
+        .await
+        .map_err(booking_error)?;
+    Ok(appointment_json(&appt, tz))
+}
+
+async fn get_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolResult {
+    let c = normalise_confirmation(&a.confirmation_number);
+    match ctx.store.get_appointment(&ctx.org.id, &c).await? {
+        Some(appt) => Ok(appointment_json(&appt, tz(ctx))),
+        None => Err(booking_error(BookingError::NotFound(c))),
+    }
+}
+
+async fn cancel_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolResult {
+    let c = normalise_confirmation(&a.confirmation_number);
+    let appt = ctx
+        .store
+        .cancel_appointment(&ctx.org.id, &c, ctx.now)
+        .await
+        .map_err(booking_error)?;
+    Ok(appointment_json(&appt, tz(ctx)))
+}
+
+async fn reschedule_appointment(ctx: &ToolContext<'_>, a: RescheduleArgs) -> ToolResult {
+    let c = normalise_confirmation(&a.confirmation_number);
+    let tz = tz(ctx);
+    let current = ctx
+        .store
+        .get_appointment(&ctx.org.id, &c)
+        .await?
+        .ok_or_else(|| booking_error(BookingError::NotFound(c.clone())))?;
+    let start = parse_local(&a.start, tz)?;
+    let end = check_bookable(
+        ctx,
+        start,
+        (current.end_at - current.start_at).num_minutes(),
+    )?;
+    let appt = ctx
+        .store
+        .reschedule_appointment(&ctx.org.id, &c, start, end, ctx.now)
+        .await
+        .map_err(booking_error)?;
+    Ok(appointment_json(&appt, tz))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmation_numbers_have_the_documented_shape() {
+        let c = confirmation_number();
+        assert!(c.starts_with("APPT-") && c.len() == 11, "{c}");
+        assert!(
+            c[5..]
+                .chars()
+                .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit())
+        );
+    }
+
+    #[test]
+    fn emails_are_checked_loosely_but_sanely() {
+        assert!(valid_email("john@example.com"));
+        assert!(!valid_email("john@example"));
+        assert!(!valid_email("john example@x.com"));
+        assert!(!valid_email("@x.com"));
+    }
+
+    #[test]
+    fn local_times_convert_through_the_time_zone() {
+        let t = parse_local("2026-07-01T14:00", chrono_tz::Europe::Berlin).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-07-01T12:00:00+00:00");
+        assert!(
+            parse_local("2026-03-29T02:30", chrono_tz::Europe::Berlin).is_err(),
+            "DST gap"
+        );
+        assert!(parse_local("tomorrow", chrono_tz::UTC).is_err());
+    }
+}

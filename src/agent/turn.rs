@@ -1,0 +1,503 @@
+//! One agent turn: take the conversation's lease → load its state and history window → loop
+//! model → tools (at most `max_steps`) → commit messages, checkpoints, run record and the
+//! idempotency record in one transaction → release. A failed turn writes only its run record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Agent;
+use super::model::{ChatMessage, ModelError, ModelRequest, Role, ToolCall, TurnContext, Usage};
+use super::state::{AgentState, Stage};
+use super::tools::ToolContext;
+use crate::domain::{EndUserId, MessageText};
+use crate::orgs::{Org, TurnPolicy};
+use crate::store::StoreError;
+use crate::store::conversations::{
+    Conversation, NewCheckpoint, NewMessage, RunRecord, StoredMessage, TurnCommit,
+};
+
+/// Who asks for a turn, on which conversation, saying what.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub org: Arc<Org>,
+    pub end_user: Option<EndUserId>,
+    pub conversation_id: Uuid,
+    pub message: MessageText,
+    /// `(Idempotency-Key, hash of the request)`.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// A tool call made during a turn, with its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallRecord {
+    pub id: String,
+    #[schema(example = "create_appointment")]
+    pub name: String,
+    /// The arguments as parsed JSON (or the raw text when they were not JSON).
+    pub arguments: Value,
+    /// The tool's JSON result, or `{"error": "…"}`.
+    pub result: Value,
+}
+
+/// The result of a turn; also what an idempotent replay returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnOutcome {
+    pub run_id: Uuid,
+    pub conversation_id: Uuid,
+    /// The id of the assistant's reply.
+    pub message_id: Uuid,
+    pub response: String,
+    pub state: AgentState,
+    /// Visible messages in the conversation after the turn.
+    pub message_count: i64,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub usage: Usage,
+    pub model: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TurnOutcome {
+    pub fn current_state(&self) -> &'static str {
+        self.state.stage.as_str()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("another turn of this conversation is in progress")]
+    Busy,
+    #[error("no such conversation")]
+    NotFound,
+    #[error("the Idempotency-Key was used with another request")]
+    IdempotencyMismatch,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("the turn took longer than {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Text the agent sends when it ran out of steps.
+const OUT_OF_STEPS: &str = "Sorry, I could not finish that request. Could you rephrase it?";
+
+impl Agent {
+    /// Runs a turn to completion on the app's task tracker, so the caller going away (a closed
+    /// connection) does not cut the turn short: it still completes and is persisted.
+    pub async fn run_turn_detached(&self, req: TurnRequest) -> Result<TurnOutcome, TurnError> {
+        let agent = self.clone();
+        let handle = self.tasks.spawn(async move { agent.run_turn(req).await });
+        match handle.await {
+            Ok(r) => r,
+            Err(e) => Err(TurnError::Store(StoreError::Corrupt(format!(
+                "turn task failed: {e}"
+            )))),
+        }
+    }
+
+    /// Runs one turn.
+    pub async fn run_turn(&self, req: TurnRequest) -> Result<TurnOutcome, TurnError> {
+        let org_id = req.org.id.clone();
+        let policy = req.org.settings.turn_policy;
+
+        // In-process queue first (FIFO, no polling), then the database lease, which is what
+        // keeps turns apart across instances.
+        let local = self.locks.get_with(req.conversation_id, || {
+            Arc::new(tokio::sync::Mutex::new(()))
+        });
+        let _local_guard = match policy {
+            TurnPolicy::Reject => local.try_lock().map_err(|_| TurnError::Busy)?,
+            TurnPolicy::Enqueue => tokio::time::timeout(self.settings.queue_timeout, local.lock())
+                .await
+                .map_err(|_| TurnError::Busy)?,
+        };
+        let token = Uuid::now_v7();
+        let conv = self.acquire(&req, token, policy).await?;
+
+        let result = self.turn_with_lease(&req, &conv, token).await;
+        if let Err(e) = &result {
+            if let Err(release) = self.store.release_lease(&org_id, conv.id, token).await {
+                tracing::warn!(error = %crate::error::cause_chain(&release), "could not release a turn lease; it will expire");
+            }
+            tracing::info!(conversation = %conv.id, error = %crate::error::cause_chain(e), "turn failed");
+        }
+        result
+    }
+
+    async fn acquire(
+        &self,
+        req: &TurnRequest,
+        token: Uuid,
+        policy: TurnPolicy,
+    ) -> Result<Conversation, TurnError> {
+        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
+        loop {
+            let now = crate::store::now();
+            let expires = now
+                + chrono::Duration::from_std(self.settings.lease_duration())
+                    .unwrap_or_else(|_| chrono::Duration::minutes(5));
+            if let Some(conv) = self
+                .store
+                .acquire_lease(&req.org.id, req.conversation_id, token, now, expires)
+                .await?
+            {
+                return Ok(conv);
+            }
+            // Held elsewhere, or gone: tell the two apart before waiting.
+            if self
+                .store
+                .get_conversation(&req.org.id, req.conversation_id)
+                .await?
+                .is_none()
+            {
+                return Err(TurnError::NotFound);
+            }
+            if policy == TurnPolicy::Reject || tokio::time::Instant::now() >= deadline {
+                return Err(TurnError::Busy);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn turn_with_lease(
+        &self,
+        req: &TurnRequest,
+        conv: &Conversation,
+        token: Uuid,
+    ) -> Result<TurnOutcome, TurnError> {
+        if let Some((key, hash)) = &req.idempotency {
+            let since = crate::store::now() - chrono::Duration::hours(24);
+            if let Some((stored_hash, response)) = self
+                .store
+                .idempotent_response(&req.org.id, key, since)
+                .await?
+            {
+                if &stored_hash != hash {
+                    return Err(TurnError::IdempotencyMismatch);
+                }
+                self.store
+                    .release_lease(&req.org.id, conv.id, token)
+                    .await?;
+                return serde_json::from_value(response).map_err(|e| {
+                    TurnError::Store(StoreError::Corrupt(format!(
+                        "stored idempotent response: {e}"
+                    )))
+                });
+            }
+        }
+        let started_at = crate::store::now();
+        let run_id = Uuid::now_v7();
+        let timeout = self.settings.turn_timeout;
+        let run = tokio::time::timeout(timeout, self.steps(req, conv, run_id, started_at)).await;
+        let failure = match run {
+            Ok(Ok(mut produced)) => {
+                let outcome_value = serde_json::to_value(&produced.outcome)
+                    .map_err(|e| TurnError::Store(StoreError::Corrupt(e.to_string())))?;
+                let commit = TurnCommit {
+                    org: &req.org.id,
+                    conversation_id: conv.id,
+                    lease_token: token,
+                    base_seq: conv.last_seq,
+                    messages: std::mem::take(&mut produced.messages),
+                    checkpoints: std::mem::take(&mut produced.checkpoints),
+                    state: produced.outcome.state.clone(),
+                    run: produced.run.clone(),
+                    idempotency: req
+                        .idempotency
+                        .as_ref()
+                        .map(|(k, h)| (k.as_str(), h.as_str(), &outcome_value)),
+                    now: produced.outcome.created_at,
+                };
+                match self.store.commit_turn(&commit).await {
+                    Ok(()) => return Ok(produced.outcome),
+                    Err(StoreError::Conflict(_)) => TurnError::Timeout(timeout),
+                    Err(e) => TurnError::Store(e),
+                }
+            }
+            Ok(Err(e)) => e,
+            Err(_) => TurnError::Timeout(timeout),
+        };
+        let failed = RunRecord {
+            id: run_id,
+            conversation_id: conv.id,
+            status: "failed",
+            model: None,
+            steps: 0,
+            usage: Usage::default(),
+            error: Some(failure.to_string()),
+            started_at,
+            finished_at: crate::store::now(),
+        };
+        if let Err(e) = self.store.record_failed_run(&req.org.id, &failed).await {
+            tracing::warn!(error = %crate::error::cause_chain(&e), "could not record a failed run");
+        }
+        Err(failure)
+    }
+
+    /// The model ⇄ tools loop; returns everything to commit.
+    async fn steps(
+        &self,
+        req: &TurnRequest,
+        conv: &Conversation,
+        run_id: Uuid,
+        started_at: DateTime<Utc>,
+    ) -> Result<Produced, TurnError> {
+        let org = &req.org;
+        let after = (conv.last_seq - i64::from(self.settings.history_window)).max(0);
+        let history = self.store.messages_after(&org.id, conv.id, after).await?;
+        let tz: chrono_tz::Tz = org.settings.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
+        let context = TurnContext {
+            now: started_at,
+            time_zone: tz,
+            services: org.settings.services.clone(),
+        };
+
+        let mut messages = vec![ChatMessage::system(system_prompt(org, &context))];
+        messages.extend(window(&history));
+        let user = ChatMessage::user(req.message.as_str());
+        messages.push(user.clone());
+
+        let mut produced_messages = vec![new_message(Role::User, &user, None, None, started_at)];
+        let mut checkpoints = Vec::new();
+        let mut records = Vec::new();
+        let mut usage = Usage::default();
+        let mut state = conv.state.0.clone();
+        let mut model_name = String::new();
+        let tool_ctx = ToolContext {
+            store: &self.store,
+            org,
+            end_user: req.end_user.as_ref(),
+            conversation_id: conv.id,
+            now: started_at,
+        };
+        let specs = self.tools.specs(&org.settings.enabled_tools);
+        let model_cfg = &org.settings.model;
+
+        let mut step: i64 = 0;
+        let reply = loop {
+            step += 1;
+            let request = ModelRequest {
+                model: model_cfg
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| self.model.default_model_name()),
+                messages: messages.clone(),
+                tools: specs.clone(),
+                temperature: model_cfg.temperature,
+                max_tokens: model_cfg.max_tokens,
+                state: state.clone(),
+                context: context.clone(),
+            };
+            let response = self.model.complete(&request).await?;
+            usage.add(response.usage);
+            model_name.clone_from(&response.model);
+            let now = crate::store::now();
+            let tool_calls = if i64::from(self.settings.max_steps) <= step {
+                Vec::new()
+            } else {
+                response.tool_calls.clone()
+            };
+            let model_tracks_state = response.state.is_some();
+            if let Some(s) = response.state {
+                state = s;
+            }
+
+            if tool_calls.is_empty() {
+                let text = if response.tool_calls.is_empty() {
+                    response.content
+                } else {
+                    OUT_OF_STEPS.to_owned()
+                };
+                let msg = ChatMessage::assistant(text);
+                produced_messages.push(new_message(
+                    Role::Assistant,
+                    &msg,
+                    Some(&model_name),
+                    Some(response.usage),
+                    now,
+                ));
+                checkpoints.push(checkpoint(conv, step, &state));
+                break msg.content;
+            }
+
+            let mut call_msg = ChatMessage::assistant(response.content);
+            call_msg.tool_calls.clone_from(&tool_calls);
+            produced_messages.push(new_message(
+                Role::Assistant,
+                &call_msg,
+                Some(&model_name),
+                Some(response.usage),
+                now,
+            ));
+            messages.push(call_msg);
+            for call in &tool_calls {
+                let result = self.tools.run(&tool_ctx, call).await;
+                if !model_tracks_state {
+                    observe(&mut state, call, &result);
+                }
+                let msg = ChatMessage::tool_result(call, result.to_string());
+                produced_messages.push(new_message(
+                    Role::Tool,
+                    &msg,
+                    None,
+                    None,
+                    crate::store::now(),
+                ));
+                messages.push(msg);
+                records.push(ToolCallRecord {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: serde_json::from_str(&call.arguments)
+                        .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+                    result,
+                });
+            }
+            checkpoints.push(checkpoint(conv, step, &state));
+        };
+
+        let finished_at = crate::store::now();
+        let message_id = produced_messages.last().map_or_else(Uuid::now_v7, |m| m.id);
+        let visible = i64::try_from(produced_messages.len()).unwrap_or(0);
+        Ok(Produced {
+            outcome: TurnOutcome {
+                run_id,
+                conversation_id: conv.id,
+                message_id,
+                response: reply,
+                state,
+                message_count: conv.message_count + visible,
+                tool_calls: records,
+                usage,
+                model: model_name.clone(),
+                created_at: finished_at,
+            },
+            run: RunRecord {
+                id: run_id,
+                conversation_id: conv.id,
+                status: "completed",
+                model: Some(model_name),
+                steps: step,
+                usage,
+                error: None,
+                started_at,
+                finished_at,
+            },
+            messages: produced_messages,
+            checkpoints,
+        })
+    }
+}
+
+struct Produced {
+    outcome: TurnOutcome,
+    run: RunRecord,
+    messages: Vec<NewMessage>,
+    checkpoints: Vec<NewCheckpoint>,
+}
+
+fn checkpoint(conv: &Conversation, step: i64, state: &AgentState) -> NewCheckpoint {
+    let version = conv.checkpoint_version + step;
+    NewCheckpoint {
+        version,
+        parent_version: (version > 1).then_some(version - 1),
+        step,
+        state: state.clone(),
+    }
+}
+
+fn new_message(
+    role: Role,
+    m: &ChatMessage,
+    model: Option<&str>,
+    usage: Option<Usage>,
+    at: DateTime<Utc>,
+) -> NewMessage {
+    NewMessage {
+        id: Uuid::now_v7(),
+        role: role.as_str(),
+        content: m.content.clone(),
+        tool_calls: (!m.tool_calls.is_empty()).then(|| m.tool_calls.clone()),
+        tool_call_id: m.tool_call_id.clone(),
+        tool_name: m.name.clone(),
+        model: model.map(str::to_owned),
+        usage,
+        created_at: at,
+    }
+}
+
+/// The stored window as model messages. It starts at a user message: a window cut between a
+/// tool call and its result would be refused by providers.
+fn window(history: &[StoredMessage]) -> Vec<ChatMessage> {
+    let start = history
+        .iter()
+        .position(|m| m.role == "user")
+        .unwrap_or(history.len());
+    history[start..]
+        .iter()
+        .map(|m| ChatMessage {
+            role: match m.role.as_str() {
+                "assistant" => Role::Assistant,
+                "tool" => Role::Tool,
+                _ => Role::User,
+            },
+            content: m.content.clone(),
+            tool_calls: m
+                .tool_calls
+                .as_ref()
+                .map(|j| j.0.clone())
+                .unwrap_or_default(),
+            tool_call_id: m.tool_call_id.clone(),
+            name: m.tool_name.clone(),
+        })
+        .collect()
+}
+
+/// The org's prompt plus the facts an LLM needs to use the tools well.
+fn system_prompt(org: &Org, ctx: &TurnContext) -> String {
+    let local_now = ctx.now.with_timezone(&ctx.time_zone);
+    let services: Vec<String> = ctx
+        .services
+        .iter()
+        .map(|s| format!("{} (id {}, {} min)", s.name, s.id, s.duration_minutes))
+        .collect();
+    format!(
+        "{}\n\nThe business is in time zone {}; it is now {} there. Services: {}. \
+         Times passed to tools are local, formatted YYYY-MM-DDTHH:MM. Collect the customer's name, \
+         email and phone and get an explicit yes before booking.",
+        org.settings.system_prompt,
+        ctx.time_zone.name(),
+        local_now.format("%A %Y-%m-%d %H:%M"),
+        if services.is_empty() {
+            "none".to_owned()
+        } else {
+            services.join(", ")
+        }
+    )
+}
+
+/// Keeps the state meaningful for models that do not track it (LLM providers): what the
+/// booking tools did tells where the conversation stands.
+fn observe(state: &mut AgentState, call: &ToolCall, result: &Value) {
+    if result.get("error").is_some() {
+        return;
+    }
+    let confirmation = result.get("confirmation_number").and_then(Value::as_str);
+    match call.name.as_str() {
+        "create_appointment" | "reschedule_appointment" | "cancel_appointment" => {
+            state.stage = Stage::Complete;
+            state.last_confirmation = confirmation.map(str::to_owned);
+            state.booking = Default::default();
+        }
+        "check_availability" if state.stage < Stage::CollectContact => {
+            state.stage = Stage::CollectDatetime;
+        }
+        "list_services" if state.stage == Stage::Idle => state.stage = Stage::CollectService,
+        _ => {}
+    }
+}

@@ -1,0 +1,131 @@
+//! Appointments, for plugins to show bookings: `GET /api/v1/appointments` and `/{id}`.
+//! API-key callers only (an end user's bookings are the business's records).
+
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::admin::PageParams;
+use super::extract::Query;
+use crate::app::AppState;
+use crate::auth::{Credential, Principal};
+use crate::error::{ApiError, Problem};
+use crate::store::tools::{Appointment, AppointmentFilter};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_appointments))
+        .routes(routes!(get_appointment))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppointmentQuery {
+    /// booked or cancelled.
+    pub status: Option<String>,
+    /// Appointments starting at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Appointments starting before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<i64>,
+    #[param(minimum = 0, default = 0)]
+    pub offset: Option<i64>,
+}
+
+/// A page of appointments, by start time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentPage {
+    pub items: Vec<Appointment>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub has_more: bool,
+}
+
+fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
+    match p.credential {
+        Credential::ApiKey { .. } => Ok(()),
+        Credential::EndUserToken => Err(ApiError::Forbidden(
+            "Appointments are listed to API-key callers only.".to_owned(),
+        )),
+    }
+}
+
+/// List the organisation's appointments by start time.
+#[utoipa::path(get, path = "/api/v1/appointments", tag = "appointments", security(("api_key" = [])),
+    params(AppointmentQuery),
+    responses((status = 200, description = "A page of appointments", body = AppointmentPage)))]
+async fn list_appointments(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<AppointmentQuery>,
+) -> Result<axum::Json<AppointmentPage>, ApiError> {
+    key_callers_only(&principal)?;
+    let (limit, offset) = PageParams {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .resolve()?;
+    if q.status
+        .as_deref()
+        .is_some_and(|s| s != "booked" && s != "cancelled")
+    {
+        return Err(ApiError::validation(
+            "status",
+            "must be booked or cancelled",
+        ));
+    }
+    let filter = AppointmentFilter {
+        status: q.status.as_deref(),
+        from: q.from,
+        to: q.to,
+    };
+    let page = state
+        .store
+        .list_appointments(principal.org_id(), &filter, limit, offset)
+        .await?;
+    let has_more = offset + (page.items.len() as i64) < page.total;
+    Ok(axum::Json(AppointmentPage {
+        items: page.items,
+        total: page.total,
+        limit,
+        offset,
+        has_more,
+    }))
+}
+
+/// Get an appointment by id or confirmation number (`APPT-…`).
+#[utoipa::path(get, path = "/api/v1/appointments/{id}", tag = "appointments", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Appointment id (UUID) or confirmation number")),
+    responses(
+        (status = 200, description = "The appointment", body = Appointment),
+        (status = 404, description = "No such appointment", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_appointment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Appointment>, ApiError> {
+    key_callers_only(&principal)?;
+    let found = match uuid::Uuid::try_parse(&id) {
+        Ok(uuid) => {
+            state
+                .store
+                .get_appointment_by_id(principal.org_id(), uuid)
+                .await?
+        }
+        Err(_) => {
+            state
+                .store
+                .get_appointment(principal.org_id(), &id.to_ascii_uppercase())
+                .await?
+        }
+    };
+    found
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no appointment {id}")))
+}

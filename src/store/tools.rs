@@ -1,0 +1,406 @@
+//! Persistence behind the built-in tools: appointments (double booking made impossible by the
+//! slot table's primary key), per-user tasks, and the at-most-once record of tool side effects.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::orgs::Page;
+use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
+use crate::domain::OrgId;
+
+/// Granularity of the slot table: an appointment occupies every 5-minute slot it overlaps.
+pub const SLOT_MINUTES: i64 = 5;
+
+/// An appointment as stored and as the appointments API returns it.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Appointment {
+    pub id: Uuid,
+    #[schema(example = "APPT-7K2M9Q")]
+    pub confirmation_number: String,
+    #[schema(example = "general-consultation")]
+    pub service_id: String,
+    #[schema(example = "General Consultation")]
+    pub service_name: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    #[schema(example = "John Doe")]
+    pub customer_name: String,
+    #[schema(example = "john@example.com")]
+    pub customer_email: String,
+    pub customer_phone: Option<String>,
+    /// `booked` or `cancelled`.
+    #[schema(example = "booked")]
+    pub status: String,
+    pub end_user: Option<String>,
+    pub conversation_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const APPT_COLUMNS: &str = "id, confirmation_number, service_id, service_name, start_at, end_at, \
+    customer_name, customer_email, customer_phone, status, end_user, conversation_id, created_at, updated_at";
+
+/// A booking to make.
+#[derive(Debug, Clone)]
+pub struct NewAppointment {
+    pub confirmation_number: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub customer_name: String,
+    pub customer_email: String,
+    pub customer_phone: Option<String>,
+    pub end_user: Option<String>,
+    pub conversation_id: Option<Uuid>,
+}
+
+/// Why a booking change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    #[error("that time overlaps another booking")]
+    SlotTaken,
+    #[error("no appointment {0}")]
+    NotFound(String),
+    #[error("appointment {0} is cancelled")]
+    Cancelled(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for BookingError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// The 5-minute slots covering `[start, end)`.
+fn slots(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let step = Duration::minutes(SLOT_MINUTES);
+    let mut out = Vec::new();
+    let mut t = start;
+    while t < end {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Task {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const TASK_COLUMNS: &str = "id, title, description, status, created_at, completed_at";
+
+/// Filters for listing appointments.
+#[derive(Debug, Default)]
+pub struct AppointmentFilter<'a> {
+    pub status: Option<&'a str>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+// The slot table's rows for one appointment, through a transaction of either backend.
+macro_rules! insert_slots {
+    ($tx:expr, $org:expr, $id:expr, $start:expr, $end:expr) => {{
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO appointment_slots (org_id, slot_at, appointment_id) ",
+        );
+        qb.push_values(slots($start, $end), |mut b, slot| {
+            b.push_bind($org.as_str()).push_bind(slot).push_bind($id);
+        });
+        match qb.build().execute($tx).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(BookingError::SlotTaken),
+            Err(e) => Err(BookingError::from(e)),
+        }
+    }};
+}
+
+impl Store {
+    /// Books an appointment: the row and its slots in one transaction. `SlotTaken` when any
+    /// slot is already booked (enforced by the database, so concurrent bookings cannot both win).
+    pub async fn create_appointment(
+        &self,
+        org: &OrgId,
+        a: &NewAppointment,
+        now: DateTime<Utc>,
+    ) -> Result<Appointment, BookingError> {
+        let id = Uuid::now_v7();
+        let sql = format!(
+            "INSERT INTO appointments (id, org_id, confirmation_number, service_id, service_name, start_at, end_at, \
+             customer_name, customer_email, customer_phone, status, end_user, conversation_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'booked', $11, $12, $13, $13) RETURNING {APPT_COLUMNS}"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let appt: Appointment = sqlx::query_as(&sql)
+                .bind(id).bind(org.as_str()).bind(&a.confirmation_number).bind(&a.service_id)
+                .bind(&a.service_name).bind(a.start_at).bind(a.end_at).bind(&a.customer_name)
+                .bind(&a.customer_email).bind(&a.customer_phone).bind(&a.end_user)
+                .bind(a.conversation_id).bind(now)
+                .fetch_one(&mut *tx).await?;
+            insert_slots!(&mut *tx, org, id, a.start_at, a.end_at)?;
+            tx.commit().await?;
+            Ok(appt)
+        })
+    }
+
+    pub async fn get_appointment(
+        &self,
+        org: &OrgId,
+        confirmation: &str,
+    ) -> StoreResult<Option<Appointment>> {
+        let sql = format!(
+            "SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND confirmation_number = $2"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(org.as_str()).bind(confirmation)
+            .fetch_optional(pool).await)?)
+    }
+
+    pub async fn get_appointment_by_id(
+        &self,
+        org: &OrgId,
+        id: Uuid,
+    ) -> StoreResult<Option<Appointment>> {
+        let sql = format!("SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2");
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(org.as_str()).bind(id)
+            .fetch_optional(pool).await)?)
+    }
+
+    /// Appointments of `org` by start time.
+    pub async fn list_appointments(
+        &self,
+        org: &OrgId,
+        f: &AppointmentFilter<'_>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Appointment>> {
+        let cond = "org_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR start_at >= $3) \
+                    AND ($4 IS NULL OR start_at < $4)";
+        let sql = format!(
+            "SELECT {APPT_COLUMNS} FROM appointments WHERE {cond} ORDER BY start_at, id LIMIT $5 OFFSET $6"
+        );
+        let count = format!("SELECT COUNT(*) FROM appointments WHERE {cond}");
+        let (items, total) = on_pool!(self, pool => {
+            let items: Vec<Appointment> = sqlx::query_as(&sql)
+                .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to).bind(limit).bind(offset)
+                .fetch_all(pool).await?;
+            let total: i64 = sqlx::query_scalar(&count)
+                .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to)
+                .fetch_one(pool).await?;
+            (items, total)
+        });
+        Ok(Page { items, total })
+    }
+
+    /// Start times of booked slots in `[from, to)`, for availability.
+    pub async fn booked_slots(
+        &self,
+        org: &OrgId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT slot_at FROM appointment_slots WHERE org_id = $1 AND slot_at >= $2 AND slot_at < $3 ORDER BY slot_at")
+            .bind(org.as_str()).bind(from).bind(to)
+            .fetch_all(pool).await)?)
+    }
+
+    /// Cancels a booked appointment and frees its slots.
+    pub async fn cancel_appointment(
+        &self,
+        org: &OrgId,
+        confirmation: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Appointment, BookingError> {
+        let sql = format!(
+            "UPDATE appointments SET status = 'cancelled', updated_at = $3 \
+             WHERE org_id = $1 AND confirmation_number = $2 AND status = 'booked' RETURNING {APPT_COLUMNS}"
+        );
+        let updated: Option<Appointment> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let appt: Option<Appointment> = sqlx::query_as(&sql)
+                .bind(org.as_str()).bind(confirmation).bind(now)
+                .fetch_optional(&mut *tx).await?;
+            if let Some(a) = &appt {
+                sqlx::query("DELETE FROM appointment_slots WHERE appointment_id = $1")
+                    .bind(a.id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            appt
+        });
+        match updated {
+            Some(a) => Ok(a),
+            None => Err(self.why_not_booked(org, confirmation).await),
+        }
+    }
+
+    /// Moves a booked appointment; `SlotTaken` leaves it where it was.
+    pub async fn reschedule_appointment(
+        &self,
+        org: &OrgId,
+        confirmation: &str,
+        start_at: DateTime<Utc>,
+        end_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Appointment, BookingError> {
+        let sql = format!(
+            "UPDATE appointments SET start_at = $3, end_at = $4, updated_at = $5 \
+             WHERE org_id = $1 AND confirmation_number = $2 AND status = 'booked' RETURNING {APPT_COLUMNS}"
+        );
+        let result: Result<Option<Appointment>, BookingError> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let appt: Option<Appointment> = sqlx::query_as(&sql)
+                .bind(org.as_str()).bind(confirmation).bind(start_at).bind(end_at).bind(now)
+                .fetch_optional(&mut *tx).await?;
+            match &appt {
+                Some(a) => {
+                    sqlx::query("DELETE FROM appointment_slots WHERE appointment_id = $1")
+                        .bind(a.id).execute(&mut *tx).await?;
+                    insert_slots!(&mut *tx, org, a.id, start_at, end_at)?;
+                    tx.commit().await?;
+                    Ok(appt)
+                }
+                None => Ok(None),
+            }
+        });
+        match result? {
+            Some(a) => Ok(a),
+            None => Err(self.why_not_booked(org, confirmation).await),
+        }
+    }
+
+    async fn why_not_booked(&self, org: &OrgId, confirmation: &str) -> BookingError {
+        match self.get_appointment(org, confirmation).await {
+            Ok(Some(_)) => BookingError::Cancelled(confirmation.to_owned()),
+            Ok(None) => BookingError::NotFound(confirmation.to_owned()),
+            Err(e) => BookingError::Store(e),
+        }
+    }
+
+    pub async fn add_task(
+        &self,
+        org: &OrgId,
+        owner: &str,
+        title: &str,
+        description: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        let sql = format!(
+            "INSERT INTO tasks (id, org_id, owner, title, description, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING {TASK_COLUMNS}"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(Uuid::now_v7()).bind(org.as_str()).bind(owner).bind(title).bind(description).bind(now)
+            .fetch_one(pool).await)?)
+    }
+
+    /// An owner's tasks, oldest first; `status` filters when given.
+    pub async fn list_tasks(
+        &self,
+        org: &OrgId,
+        owner: &str,
+        status: Option<&str>,
+    ) -> StoreResult<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE org_id = $1 AND owner = $2 AND ($3 IS NULL OR status = $3) \
+             ORDER BY created_at, id LIMIT 500"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(org.as_str()).bind(owner).bind(status)
+            .fetch_all(pool).await)?)
+    }
+
+    /// Changes a task; `None` when the owner has no such task.
+    pub async fn update_task(
+        &self,
+        org: &OrgId,
+        owner: &str,
+        id: Uuid,
+        title: Option<&str>,
+        description: Option<&str>,
+        complete_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<Option<Task>> {
+        let sql = format!(
+            "UPDATE tasks SET title = COALESCE($4, title), description = COALESCE($5, description), \
+             status = CASE WHEN $6 IS NULL THEN status ELSE 'completed' END, \
+             completed_at = COALESCE(completed_at, $6) \
+             WHERE org_id = $1 AND owner = $2 AND id = $3 RETURNING {TASK_COLUMNS}"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(org.as_str()).bind(owner).bind(id).bind(title).bind(description).bind(complete_at)
+            .fetch_optional(pool).await)?)
+    }
+
+    pub async fn delete_task(&self, org: &OrgId, owner: &str, id: Uuid) -> StoreResult<bool> {
+        let n = on_pool!(self, pool => sqlx::query("DELETE FROM tasks WHERE org_id = $1 AND owner = $2 AND id = $3")
+            .bind(org.as_str()).bind(owner).bind(id)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    /// The recorded result of a side-effecting tool call, if it already ran.
+    pub async fn tool_effect(
+        &self,
+        conversation: Uuid,
+        call_id: &str,
+    ) -> StoreResult<Option<Value>> {
+        let row: Option<Json<Value>> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT result FROM tool_effects WHERE conversation_id = $1 AND tool_call_id = $2")
+            .bind(conversation).bind(call_id)
+            .fetch_optional(pool).await)?;
+        Ok(row.map(|j| j.0))
+    }
+
+    /// Records a side-effecting tool call's result. A second record for the same call is a
+    /// `Conflict` (two runs raced; the first one's effect stands).
+    pub async fn record_tool_effect(
+        &self,
+        conversation: Uuid,
+        call_id: &str,
+        tool: &str,
+        result: &Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let res = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO tool_effects (conversation_id, tool_call_id, tool_name, result, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(conversation).bind(call_id).bind(tool).bind(Json(result)).bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()));
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "tool call {call_id} already ran"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn slots_cover_the_interval_in_five_minute_steps() {
+        let start = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let s = slots(start, start + Duration::minutes(30));
+        assert_eq!(s.len(), 6);
+        assert_eq!(s[5], start + Duration::minutes(25));
+        assert_eq!(slots(start, start + Duration::minutes(7)).len(), 2);
+    }
+}

@@ -1,0 +1,358 @@
+//! Agent turns through /chat and /sessions against a mock OpenAI-compatible server: tools,
+//! persistence, failures, idempotency, concurrency.
+
+use std::time::Duration;
+
+use agentd::domain::OrgId;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::backend_test;
+use crate::helpers::*;
+use crate::mock_llm::{MockLlm, Reply, call, text};
+
+async fn app_with_mock(
+    backend: Backend,
+    tweak: impl FnOnce(&mut agentd::Settings),
+) -> (TestApp, MockLlm) {
+    let mock = MockLlm::start().await;
+    let m = mock.clone();
+    let app = spawn_app_with(backend, move |s| {
+        m.configure(s);
+        tweak(s);
+    })
+    .await;
+    (app, mock)
+}
+
+fn tomorrow_at(hour: u32) -> String {
+    let day = (chrono::Utc::now().with_timezone(&chrono_tz::Europe::Berlin)
+        + chrono::Duration::days(1))
+    .date_naive();
+    format!("{day}T{hour:02}:00")
+}
+
+backend_test! {
+    async fn a_turn_runs_tools_and_persists_messages_checkpoints_and_run(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        mock.script([call("call_1", "list_services", json!({})), text("We offer General Consultation.")]);
+        let session = Uuid::new_v4();
+
+        let res = app.chat(&key, "clinic", session, "What can I book?").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().contains_key("ratelimit-remaining"));
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["response"], "We offer General Consultation.");
+        assert_eq!(body["session_id"], session.to_string());
+        let meta = &body["metadata"];
+        assert_eq!(meta["tool_calls"][0]["name"], "list_services");
+        assert_eq!(meta["tool_calls"][0]["result"]["services"][0]["id"], "general-consultation");
+        assert_eq!(meta["message_count"], 4);
+        assert_eq!(meta["current_state"], "COLLECT_SERVICE");
+        assert_eq!(meta["usage"]["total_tokens"], 30);
+        assert_eq!(meta["model"], "mock-model");
+
+        // The model saw the system prompt, the user message, then the tool result.
+        let second = &mock.requests()[1];
+        let roles: Vec<&str> = second["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "tool"]);
+        assert_eq!(second["messages"][3]["tool_call_id"], "call_1");
+        assert!(second["tools"].as_array().unwrap().iter().any(|t| t["function"]["name"] == "create_appointment"));
+
+        let history = app.history(&key, session).await;
+        let msgs = history["messages"].as_array().unwrap();
+        let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+        assert_eq!(msgs[1]["tool_calls"][0]["name"], "list_services");
+        assert_eq!(msgs[2]["tool_call_id"], "call_1");
+        assert_eq!(msgs[3]["id"], body["message_id"]);
+        assert_eq!(history["metadata"]["message_count"], 4);
+
+        let org = OrgId::parse("clinic").unwrap();
+        let runs = app.state.store.list_runs(&org, session).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].1, "completed");
+        let cps = app.state.store.list_checkpoints(session).await.unwrap();
+        assert_eq!(cps.iter().map(|c| (c.0, c.1, c.2)).collect::<Vec<_>>(), [(1, None, 1), (2, Some(1), 2)]);
+
+        // The next turn sees the history.
+        mock.script([text("Sure.")]);
+        app.chat(&key, "clinic", session, "Thanks").await;
+        let third = &mock.requests()[2];
+        assert_eq!(third["messages"].as_array().unwrap().len(), 1 + 4 + 1);
+    }
+}
+
+backend_test! {
+    async fn chat_input_is_validated_and_org_must_match(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({"max_message_chars": 10})).await;
+        booking_org(&app, "other", json!({})).await;
+        let session = Uuid::new_v4();
+        let (status, body) = problem(app.chat(&key, "other", session, "hi").await).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("ORG_MISMATCH")));
+
+        for (message, session_id) in [("x".repeat(11), session.to_string()), ("a\0b".to_owned(), session.to_string()), ("hi".to_owned(), "nope".to_owned()), ("<b></b>".to_owned(), session.to_string())] {
+            let res = app.post("/api/v1/chat").header("X-API-Key", &key)
+                .json(&json!({"message": message, "session_id": session_id, "org_id": "clinic"})).send().await.unwrap();
+            let (status, body) = problem(res).await;
+            assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_ERROR")), "{message:?}");
+        }
+        // Nothing was stored for the refused requests.
+        let res = app.get(&format!("/api/v1/sessions/{session}/history")).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+backend_test! {
+    async fn a_provider_failure_is_502_and_leaves_no_assistant_message(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let session = Uuid::new_v4();
+        mock.script([Reply::Status(500)]);
+        let (status, body) = problem(app.chat(&key, "clinic", session, "Hello").await).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("LLM_UPSTREAM_ERROR")));
+        assert!(!body.to_string().contains("sk-test-key"));
+
+        let history = app.history(&key, session).await;
+        assert_eq!(history["messages"].as_array().unwrap().len(), 0);
+        let org = OrgId::parse("clinic").unwrap();
+        let runs = app.state.store.list_runs(&org, session).await.unwrap();
+        assert_eq!(runs[0].1, "failed");
+        assert!(runs[0].2.as_deref().unwrap_or("").contains("500"), "{runs:?}");
+
+        // The next turn works (the lease was released).
+        let res = app.chat(&key, "clinic", session, "Hello again").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 2);
+    }
+}
+
+backend_test! {
+    async fn a_turn_past_its_timeout_is_504(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |s| s.agent_turn_timeout_seconds = 1).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let session = Uuid::new_v4();
+        mock.script([Reply::Slow(Duration::from_secs(3), Box::new(text("too late")))]);
+        let (status, body) = problem(app.chat(&key, "clinic", session, "Hello").await).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("AGENT_TIMEOUT")));
+        assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 0);
+        assert_eq!(app.chat(&key, "clinic", session, "Hello").await.status(), StatusCode::OK);
+    }
+}
+
+backend_test! {
+    async fn malformed_tool_arguments_become_a_tool_error_the_model_sees(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        mock.script([
+            Reply::ToolCalls(vec![("call_bad".into(), "check_availability".into(), "{not json".into())]),
+            call("call_unknown", "launch_rockets", json!({})),
+            text("Let me try again."),
+        ]);
+        let res = app.chat(&key, "clinic", Uuid::new_v4(), "Any time tomorrow?").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        let calls = body["metadata"]["tool_calls"].as_array().unwrap();
+        assert!(calls[0]["result"]["error"].as_str().unwrap().contains("not valid JSON"), "{calls:?}");
+        assert!(calls[1]["result"]["error"].as_str().unwrap().contains("unknown tool"), "{calls:?}");
+        let reqs = mock.requests();
+        assert!(reqs[1]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().contains("error"));
+    }
+}
+
+backend_test! {
+    async fn idempotency_keys_replay_the_stored_reply(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let session = Uuid::new_v4();
+        let send = |message: &str| {
+            app.post("/api/v1/chat").header("X-API-Key", &key).header("Idempotency-Key", "order-42")
+                .json(&json!({"message": message, "session_id": session, "org_id": "clinic"})).send()
+        };
+        let first: Value = send("Hello").await.unwrap().json().await.unwrap();
+        let again: Value = send("Hello").await.unwrap().json().await.unwrap();
+        assert_eq!(first["message_id"], again["message_id"]);
+        assert_eq!(first["response"], again["response"]);
+        assert_eq!(mock.requests().len(), 1, "no second turn");
+        assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 2);
+
+        let (status, body) = problem(send("Something else").await.unwrap()).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("IDEMPOTENCY_MISMATCH")));
+    }
+}
+
+backend_test! {
+    async fn a_side_effect_happens_once_per_tool_call_id_and_slots_cannot_be_double_booked(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let args = json!({"service_id": "general-consultation", "start": tomorrow_at(10),
+                          "customer_name": "John Doe", "customer_email": "john@example.com", "customer_phone": "555-1234"});
+        // The same call id twice (a retried turn): one booking, the same confirmation.
+        mock.script([call("call_book", "create_appointment", args.clone()), text("Booked."),
+                     call("call_book", "create_appointment", args.clone()), text("Booked again?")]);
+        let session = Uuid::new_v4();
+        let a: Value = app.chat(&key, "clinic", session, "Book it").await.json().await.unwrap();
+        let b: Value = app.chat(&key, "clinic", session, "Book it").await.json().await.unwrap();
+        let first = &a["metadata"]["tool_calls"][0]["result"];
+        assert!(first["confirmation_number"].as_str().unwrap().starts_with("APPT-"), "{a}");
+        assert_eq!(first, &b["metadata"]["tool_calls"][0]["result"]);
+
+        // Another conversation asking for an overlapping slot is refused by the database.
+        let overlapping = json!({"service_id": "extended-session", "start": tomorrow_at(9).replace(":00", ":45"),
+                                 "customer_name": "Jane Roe", "customer_email": "jane@example.com"});
+        mock.script([call("call_other", "create_appointment", overlapping), text("Sorry.")]);
+        let c: Value = app.chat(&key, "clinic", Uuid::new_v4(), "Book for me too").await.json().await.unwrap();
+        assert!(c["metadata"]["tool_calls"][0]["result"]["error"].as_str().unwrap().contains("already booked"), "{c}");
+
+        let list: Value = app.get("/api/v1/appointments").header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
+        assert_eq!(list["total"], 1);
+        let number = first["confirmation_number"].as_str().unwrap();
+        let one: Value = app.get(&format!("/api/v1/appointments/{number}")).header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
+        assert_eq!((one["customer_name"].as_str(), one["status"].as_str()), (Some("John Doe"), Some("booked")));
+    }
+}
+
+backend_test! {
+    async fn twenty_concurrent_messages_to_one_session_never_interleave(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({"tier": "custom", "rate_limit": {"requests": 1000, "window_seconds": 60}})).await;
+        let session = Uuid::new_v4();
+        let sends = (0..20).map(|i| {
+            let (app, key) = (&app, &key);
+            async move { app.chat(key, "clinic", session, &format!("message {i}")).await.status() }
+        });
+        let statuses = futures_util::future::join_all(sends).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+
+        let history = app.history(&key, session).await;
+        let msgs = history["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 40);
+        let mut seen = std::collections::HashSet::new();
+        for pair in msgs.chunks(2) {
+            assert_eq!(pair[0]["role"], "user");
+            let text = pair[0]["content"].as_str().unwrap();
+            assert!(seen.insert(text.to_owned()), "{text} twice");
+            assert_eq!(pair[1]["content"], format!("echo: {text}"), "reply out of order");
+        }
+        assert_eq!(seen.len(), 20);
+    }
+}
+
+backend_test! {
+    async fn turns_never_interleave_across_two_instances_on_one_database(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({"tier": "custom", "rate_limit": {"requests": 1000, "window_seconds": 60}})).await;
+        let m = mock.clone();
+        let other = app.second_instance(move |s| m.configure(s)).await;
+        let session = Uuid::new_v4();
+        let sends = (0..10).map(|i| {
+            let (target, key) = (if i % 2 == 0 { &app } else { &other }, &key);
+            async move { target.chat(key, "clinic", session, &format!("message {i}")).await.status() }
+        });
+        let statuses = futures_util::future::join_all(sends).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+        let history = app.history(&key, session).await;
+        let msgs = history["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 20);
+        for pair in msgs.chunks(2) {
+            assert_eq!(pair[0]["role"], "user");
+            assert_eq!(pair[1]["content"], format!("echo: {}", pair[0]["content"].as_str().unwrap()));
+        }
+    }
+}
+
+backend_test! {
+    async fn with_policy_reject_a_concurrent_turn_is_409(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({"turn_policy": "reject"})).await;
+        let session = Uuid::new_v4();
+        mock.script([Reply::Slow(Duration::from_millis(800), Box::new(text("slow")))]);
+        let slow = app.chat(&key, "clinic", session, "first");
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            app.chat(&key, "clinic", session, "second").await
+        };
+        let (a, b) = tokio::join!(slow, second);
+        assert_eq!(a.status(), StatusCode::OK);
+        let (status, body) = problem(b).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("TURN_IN_PROGRESS")));
+    }
+}
+
+backend_test! {
+    async fn sessions_are_erased_on_delete_and_when_idle_past_their_ttl(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({"session_ttl_seconds": 60})).await;
+        let (s1, s2) = (Uuid::new_v4(), Uuid::new_v4());
+        app.chat(&key, "clinic", s1, "one").await;
+        app.chat(&key, "clinic", s2, "two").await;
+
+        let res = app.client.delete(app.url(&format!("/api/v1/sessions/{s1}"))).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = app.get(&format!("/api/v1/sessions/{s1}/history")).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        assert!(app.state.store.list_runs(&OrgId::parse("clinic").unwrap(), s1).await.unwrap().is_empty());
+
+        // Fresh sessions survive a sweep; one idle past the TTL does not.
+        assert_eq!(agentd::app::sweep_once(&app.state).await.unwrap(), 0);
+        age_conversation(&app, s2, chrono::Duration::minutes(5)).await;
+        assert_eq!(agentd::app::sweep_once(&app.state).await.unwrap(), 1);
+        let res = app.get(&format!("/api/v1/sessions/{s2}/history")).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+/// Pretends a conversation was last active `ago`.
+async fn age_conversation(app: &TestApp, id: Uuid, ago: chrono::Duration) {
+    let then = chrono::Utc::now() - ago;
+    let sql = "UPDATE conversations SET updated_at = $1 WHERE id = $2";
+    match &app.state.store {
+        agentd::store::Store::Sqlite(p) => {
+            sqlx::query(sql)
+                .bind(then)
+                .bind(id)
+                .execute(p)
+                .await
+                .unwrap();
+        }
+        agentd::store::Store::Postgres(p) => {
+            sqlx::query(sql)
+                .bind(then)
+                .bind(id)
+                .execute(p)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+backend_test! {
+    async fn another_orgs_session_is_404_and_another_users_is_403(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let other = booking_org(&app, "other", json!({})).await;
+        let session = Uuid::new_v4();
+        app.chat(&key, "clinic", session, "mine").await;
+
+        let res = app.get(&format!("/api/v1/sessions/{session}/history")).header("X-API-Key", &other).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        // Reusing another org's session id does not reach into it.
+        let (status, _) = problem(app.chat(&other, "other", session, "hijack").await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let alice = app.mint_token(&key, "alice").await;
+        let bob = app.mint_token(&key, "bob").await;
+        let s = Uuid::new_v4();
+        let res = app.post("/api/v1/chat").bearer_auth(&alice).json(&json!({"message": "hi", "session_id": s, "org_id": "clinic"})).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = app.get(&format!("/api/v1/sessions/{s}/history")).bearer_auth(&bob).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+        let res = app.get(&format!("/api/v1/sessions/{s}/history")).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = app.get("/api/v1/appointments").bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+    }
+}
