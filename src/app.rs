@@ -124,6 +124,7 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
             history_window: settings.agent_history_window,
             turn_timeout: Duration::from_secs(settings.agent_turn_timeout_seconds.max(1)),
             queue_timeout: Duration::from_secs(settings.turn_queue_timeout_seconds),
+            run_retention: Duration::from_secs(settings.run_retention_seconds),
         },
         tasks.clone(),
     );

@@ -186,6 +186,24 @@ pub struct Settings {
     )]
     pub turn_queue_timeout_seconds: u64,
 
+    /// Seconds a streamed run's events stay replayable (GET /runs/{id}/stream) after last use.
+    #[arg(
+        long,
+        env = "RUN_RETENTION_SECONDS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub run_retention_seconds: u64,
+
+    /// Seconds between keep-alive comments on a silent event stream.
+    #[arg(
+        long,
+        env = "SSE_KEEPALIVE_SECONDS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub sse_keepalive_seconds: u64,
+
     /// Seconds between sweeps of idle sessions (older than their org's session TTL).
     #[arg(
         long,
@@ -253,6 +271,8 @@ impl Settings {
             agent_turn_timeout_seconds: 60,
             turn_queue_timeout_seconds: 30,
             session_sweep_interval_seconds: 300,
+            run_retention_seconds: 900,
+            sse_keepalive_seconds: 15,
             auth_cache_ttl_seconds: 30,
             rate_limit_end_user_share: 0.25,
             shutdown_grace_seconds: 20,

@@ -179,7 +179,8 @@ impl ApiError {
         Self::Internal(Box::new(err))
     }
 
-    fn problem(&self) -> Problem {
+    /// The problem this error renders as (without request id and instance).
+    pub fn problem(&self) -> Problem {
         use StatusCode as S;
         match self {
             Self::Validation(errors) => {

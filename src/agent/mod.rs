@@ -5,6 +5,7 @@ pub mod model;
 pub mod nlu;
 pub mod offline;
 pub mod openai;
+pub mod runs;
 pub mod state;
 pub mod tools;
 pub mod turn;
@@ -16,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::store::Store;
-use model::{ModelError, ModelRequest, ModelResponse};
+use model::{DeltaSink, ModelError, ModelRequest, ModelResponse};
 
 /// The model providers, dispatched by enum (no trait objects on the hot path).
 #[derive(Clone)]
@@ -35,6 +36,22 @@ impl Model {
         }
     }
 
+    /// Like `complete`, passing the reply's text to `on_delta` as it is produced.
+    pub async fn complete_streaming(
+        &self,
+        req: &ModelRequest,
+        on_delta: DeltaSink<'_>,
+    ) -> Result<ModelResponse, ModelError> {
+        let response = match self {
+            Self::Offline(m) => m.complete(req)?,
+            Self::OpenAi(m) => m.complete(req).await?,
+        };
+        for piece in word_chunks(&response.content) {
+            on_delta(piece);
+        }
+        Ok(response)
+    }
+
     /// The model name used when the organisation sets none.
     pub fn default_model_name(&self) -> String {
         match self {
@@ -51,6 +68,24 @@ impl Model {
     }
 }
 
+/// Splits text after each run of whitespace: "Hello there, friend" → "Hello ", "there, ",
+/// "friend". Joined, the pieces give back the text exactly.
+pub fn word_chunks(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let end = rest[word_end..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(rest.len(), |i| word_end + i);
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 /// Limits of the turn loop.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -62,6 +97,8 @@ pub struct AgentSettings {
     pub turn_timeout: Duration,
     /// Longest a turn waits for another turn of the same conversation (policy `enqueue`).
     pub queue_timeout: Duration,
+    /// How long a streamed run's events stay replayable after it was last read.
+    pub run_retention: Duration,
 }
 
 impl AgentSettings {
@@ -79,6 +116,8 @@ pub struct Agent {
     pub tools: tools::ToolRegistry,
     pub settings: AgentSettings,
     pub tasks: TaskTracker,
+    /// Event logs of streamed runs.
+    pub runs: runs::RunHub,
     /// One FIFO mutex per recently active conversation: turns queue here before the lease.
     locks: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
@@ -89,11 +128,26 @@ impl Agent {
             store,
             model,
             tools: tools::ToolRegistry::builtin(),
+            runs: runs::RunHub::new(settings.run_retention),
             settings,
             tasks,
             locks: moka::sync::Cache::builder()
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::word_chunks;
+
+    #[test]
+    fn word_chunks_rejoin_to_the_text() {
+        let text = "Hello there,  friend\nbye ";
+        let pieces: Vec<&str> = word_chunks(text).collect();
+        assert_eq!(pieces, ["Hello ", "there,  ", "friend\n", "bye "]);
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(word_chunks("").count(), 0);
     }
 }

@@ -139,6 +139,10 @@ impl Usage {
     }
 }
 
+/// Receives text deltas as a streaming model produces them (in order). Tool-call argument
+/// deltas are not passed on: they are assembled into `ModelResponse::tool_calls`.
+pub type DeltaSink<'a> = &'a mut (dyn FnMut(&str) + Send);
+
 /// The model's answer to one request: text, tool calls, or both.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelResponse {

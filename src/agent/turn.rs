@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::Agent;
 use super::model::{ChatMessage, ModelError, ModelRequest, Role, ToolCall, TurnContext, Usage};
+use super::runs::RunLog;
 use super::state::{AgentState, Stage};
 use super::tools::ToolContext;
 use crate::domain::{EndUserId, MessageText};
@@ -31,6 +32,10 @@ pub struct TurnRequest {
     pub message: MessageText,
     /// `(Idempotency-Key, hash of the request)`.
     pub idempotency: Option<(String, String)>,
+    /// The run's id, chosen by the caller so a stream can announce it before the turn starts.
+    pub run_id: Uuid,
+    /// Where a streamed turn reports its progress (text deltas, tool calls, states).
+    pub events: Option<Arc<RunLog>>,
 }
 
 /// A tool call made during a turn, with its result.
@@ -192,7 +197,7 @@ impl Agent {
             }
         }
         let started_at = crate::store::now();
-        let run_id = Uuid::now_v7();
+        let run_id = req.run_id;
         let timeout = self.settings.turn_timeout;
         let run = tokio::time::timeout(timeout, self.steps(req, conv, run_id, started_at)).await;
         let failure = match run {
@@ -294,7 +299,14 @@ impl Agent {
                 state: state.clone(),
                 context: context.clone(),
             };
-            let response = self.model.complete(&request).await?;
+            let response = match &req.events {
+                Some(log) => {
+                    let mut sink =
+                        |delta: &str| log.push("chunk", serde_json::json!({ "chunk": delta }));
+                    self.model.complete_streaming(&request, &mut sink).await?
+                }
+                None => self.model.complete(&request).await?,
+            };
             usage.add(response.usage);
             model_name.clone_from(&response.model);
             let now = crate::store::now();
@@ -305,6 +317,7 @@ impl Agent {
             };
             let model_tracks_state = response.state.is_some();
             if let Some(s) = response.state {
+                report_state(req, &state, &s);
                 state = s;
             }
 
@@ -337,9 +350,22 @@ impl Agent {
             ));
             messages.push(call_msg);
             for call in &tool_calls {
+                let arguments = serde_json::from_str(&call.arguments)
+                    .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+                if let Some(log) = &req.events {
+                    log.push("tool_call", serde_json::json!({ "id": call.id, "name": call.name, "arguments": arguments }));
+                }
                 let result = self.tools.run(&tool_ctx, call).await;
+                if let Some(log) = &req.events {
+                    log.push(
+                        "tool_result",
+                        serde_json::json!({ "id": call.id, "name": call.name, "result": result }),
+                    );
+                }
                 if !model_tracks_state {
+                    let before = state.clone();
                     observe(&mut state, call, &result);
+                    report_state(req, &before, &state);
                 }
                 let msg = ChatMessage::tool_result(call, result.to_string());
                 produced_messages.push(new_message(
@@ -353,8 +379,7 @@ impl Agent {
                 records.push(ToolCallRecord {
                     id: call.id.clone(),
                     name: call.name.clone(),
-                    arguments: serde_json::from_str(&call.arguments)
-                        .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+                    arguments,
                     result,
                 });
             }
@@ -399,6 +424,18 @@ struct Produced {
     run: RunRecord,
     messages: Vec<NewMessage>,
     checkpoints: Vec<NewCheckpoint>,
+}
+
+/// Tells a stream when the stage changes.
+fn report_state(req: &TurnRequest, before: &AgentState, after: &AgentState) {
+    if let Some(log) = &req.events {
+        if before.stage != after.stage {
+            log.push(
+                "state",
+                serde_json::json!({ "current_state": after.stage.as_str() }),
+            );
+        }
+    }
 }
 
 fn checkpoint(conv: &Conversation, step: i64, state: &AgentState) -> NewCheckpoint {

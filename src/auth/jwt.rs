@@ -20,6 +20,9 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
+    /// Set on stream tokens only: the one run whose event stream the token may read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,6 +74,28 @@ impl JwtKeys {
             iat: now.timestamp(),
             exp: exp.timestamp(),
             iss: ISSUER.to_owned(),
+            run: None,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// Mints a stream token: reads the events of run `run` only (for browsers' EventSource,
+    /// which cannot send headers). `sub` is the end user, or `key:<key id>` for key callers.
+    pub fn mint_stream(
+        &self,
+        org: &str,
+        sub: &str,
+        run: uuid::Uuid,
+        now: DateTime<Utc>,
+        exp: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            org: org.to_owned(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            iss: ISSUER.to_owned(),
+            run: Some(run),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }

@@ -35,6 +35,8 @@ pub enum Credential {
     ApiKey { key_id: Uuid },
     /// A browser or app with an end-user token: acts for one end user.
     EndUserToken,
+    /// A stream token: may only read the events of this run.
+    StreamToken { run_id: Uuid },
 }
 
 /// The authenticated caller, whatever credential it used.
@@ -192,6 +194,10 @@ impl Authenticator {
             jwt::TokenError::Invalid => ApiError::Unauthorized("The bearer token is invalid."),
         })?;
         let bad_claims = || ApiError::Unauthorized("The bearer token's claims are invalid.");
+        // Stream tokens open one run's event stream and nothing else.
+        if claims.run.is_some() {
+            return Err(bad_claims());
+        }
         let org_id = OrgId::parse(&claims.org).map_err(|_| bad_claims())?;
         let end_user = EndUserId::parse(&claims.sub).map_err(|_| bad_claims())?;
         // A token naming an organisation that does not exist is as good as a forged one.
@@ -203,6 +209,38 @@ impl Authenticator {
             org,
             end_user: Some(end_user),
             credential: Credential::EndUserToken,
+        })
+    }
+
+    /// Authenticates a stream token presented for run `run_id`'s event stream.
+    pub async fn authenticate_stream_token(
+        &self,
+        token: &str,
+        run_id: Uuid,
+    ) -> Result<Principal, ApiError> {
+        let claims = self.jwt.verify(token).map_err(|e| match e {
+            jwt::TokenError::Expired => ApiError::TokenExpired,
+            jwt::TokenError::Invalid => ApiError::Unauthorized("The stream token is invalid."),
+        })?;
+        if claims.run != Some(run_id) {
+            return Err(ApiError::Unauthorized(
+                "The stream token is for another run.",
+            ));
+        }
+        let org_id = OrgId::parse(&claims.org)
+            .map_err(|_| ApiError::Unauthorized("The stream token is invalid."))?;
+        let end_user = match claims.sub.strip_prefix("key:") {
+            Some(_) => None,
+            None => Some(
+                EndUserId::parse(&claims.sub)
+                    .map_err(|_| ApiError::Unauthorized("The stream token is invalid."))?,
+            ),
+        };
+        let org = self.active_org(&org_id).await?;
+        Ok(Principal {
+            org,
+            end_user,
+            credential: Credential::StreamToken { run_id },
         })
     }
 

@@ -49,7 +49,7 @@ pub struct AppointmentPage {
 fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
     match p.credential {
         Credential::ApiKey { .. } => Ok(()),
-        Credential::EndUserToken => Err(ApiError::Forbidden(
+        Credential::EndUserToken | Credential::StreamToken { .. } => Err(ApiError::Forbidden(
             "Appointments are listed to API-key callers only.".to_owned(),
         )),
     }

@@ -21,7 +21,38 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// The run id of a `GET /api/v1/runs/{id}/stream` path: the one route a stream token opens.
+fn run_stream_path(path: &str) -> Option<uuid::Uuid> {
+    let id = path
+        .strip_prefix("/api/v1/runs/")?
+        .strip_suffix("/stream")?;
+    uuid::Uuid::try_parse(id).ok()
+}
+
+/// `stream_token` from the query string.
+fn stream_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "stream_token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A stream token presented (in the query) for the run stream route, without header
+/// credentials: `(run id, token)`.
+fn presented_stream_token(req: &Request) -> Option<(uuid::Uuid, String)> {
+    let headers = req.headers();
+    if headers.contains_key(API_KEY_HEADER)
+        || headers.contains_key(header::AUTHORIZATION)
+        || req.method() != axum::http::Method::GET
+    {
+        return None;
+    }
+    Some((
+        run_stream_path(req.uri().path())?,
+        stream_token(req.uri().query())?,
+    ))
+}
+
+async fn resolve_headers(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let Some(key) = headers.get(API_KEY_HEADER) {
         let key = key
             .to_str()
@@ -41,7 +72,11 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, Api
 /// Resolves the caller into a [`Principal`], charges the org's quota and reports it in the
 /// `RateLimit-*` headers (and the `X-RateLimit-*` twins) of whatever the handler answers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let principal = match resolve(&state, req.headers()).await {
+    let resolved = match presented_stream_token(&req) {
+        Some((run_id, token)) => state.auth.authenticate_stream_token(&token, run_id).await,
+        None => resolve_headers(&state, req.headers()).await,
+    };
+    let principal = match resolved {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

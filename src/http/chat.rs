@@ -252,6 +252,8 @@ async fn post_chat(
             conversation_id: conv.id,
             message,
             idempotency: idem,
+            run_id: Uuid::now_v7(),
+            events: None,
         })
         .await?;
     Ok(axum::Json(ChatResponse {

@@ -357,6 +357,8 @@ async fn create_message(
             conversation_id: conv.id,
             message,
             idempotency: idem,
+            run_id: Uuid::now_v7(),
+            events: None,
         })
         .await?;
     let reply = AssistantReply {

@@ -57,6 +57,13 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "stream_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "stream_token",
+                "Token from a streamed run's first event; opens GET /api/v1/runs/{id}/stream of that run only.",
+            ))),
+        );
+        components.add_security_scheme(
             "admin",
             SecurityScheme::Http(
                 HttpBuilder::new()

@@ -64,7 +64,7 @@ async fn create_token(
     principal: Principal,
     Json(body): Json<NewToken>,
 ) -> Result<(axum::http::StatusCode, axum::Json<IssuedToken>), ApiError> {
-    if principal.credential == Credential::EndUserToken {
+    if !matches!(principal.credential, Credential::ApiKey { .. }) {
         return Err(ApiError::Forbidden(
             "Only API-key callers can mint tokens.".to_owned(),
         ));
@@ -127,6 +127,7 @@ async fn get_me(principal: Principal) -> axum::Json<Me> {
     let (credential, key_id) = match principal.credential {
         Credential::ApiKey { key_id } => ("api_key", Some(key_id)),
         Credential::EndUserToken => ("end_user_token", None),
+        Credential::StreamToken { .. } => ("stream_token", None),
     };
     axum::Json(Me {
         org_id: principal.org_id().to_string(),

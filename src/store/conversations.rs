@@ -120,6 +120,22 @@ pub struct RunRecord {
     pub finished_at: DateTime<Utc>,
 }
 
+/// A run as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredRun {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub status: String,
+    pub model: Option<String>,
+    pub steps: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
 /// Everything a successful turn writes, atomically.
 #[derive(Debug)]
 pub struct TurnCommit<'a> {
@@ -538,6 +554,16 @@ impl Store {
             n
         });
         Ok(n)
+    }
+
+    pub async fn get_run(&self, org: &OrgId, id: Uuid) -> StoreResult<Option<StoredRun>> {
+        Ok(on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, conversation_id, status, model, steps, prompt_tokens, completion_tokens, total_tokens, \
+             error, started_at, finished_at FROM runs WHERE org_id = $1 AND id = $2")
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     /// Runs of a conversation, oldest first (for tests and diagnostics).

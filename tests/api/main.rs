@@ -21,4 +21,5 @@ mod offline;
 mod openapi;
 mod ops;
 mod rate_limits;
+mod streaming;
 mod tokens;
