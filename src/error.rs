@@ -251,13 +251,13 @@ impl ApiError {
                 S::BAD_GATEWAY,
                 "LLM_UPSTREAM_ERROR",
                 "Model provider error",
-                "The language model provider failed; nothing was saved. Retry the message.",
+                "The language model provider failed; the reply was not saved. Retry the message.",
             ),
             Self::AgentTimeout => Problem::new(
                 S::GATEWAY_TIMEOUT,
                 "AGENT_TIMEOUT",
                 "Agent timed out",
-                "The agent did not finish in time; nothing was saved. Retry the message.",
+                "The agent did not finish in time; the reply was not saved. Retry the message.",
             ),
             Self::RateLimited { retry_after_secs } => Problem::new(
                 S::TOO_MANY_REQUESTS,

@@ -81,6 +81,7 @@ CREATE TABLE idempotency_keys (
     key           TEXT NOT NULL,
     request_hash  TEXT NOT NULL,
     response      JSONB NOT NULL,
+    conversation_id  UUID,                          -- erased with the conversation
     created_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (org_id, key)
 );

@@ -81,6 +81,7 @@ CREATE TABLE idempotency_keys (
     key           TEXT NOT NULL,
     request_hash  TEXT NOT NULL,
     response      TEXT NOT NULL,
+    conversation_id  BLOB,                          -- erased with the conversation
     created_at    TEXT NOT NULL,
     PRIMARY KEY (org_id, key)
 );

@@ -36,20 +36,24 @@ impl Model {
         }
     }
 
-    /// Like `complete`, passing the reply's text to `on_delta` as it is produced.
+    /// Like `complete`, passing the reply's text to `on_delta` as it is produced: token by
+    /// token from an OpenAI-compatible stream; word by word from the offline model, which has
+    /// its whole reply at once.
     pub async fn complete_streaming(
         &self,
         req: &ModelRequest,
         on_delta: DeltaSink<'_>,
     ) -> Result<ModelResponse, ModelError> {
-        let response = match self {
-            Self::Offline(m) => m.complete(req)?,
-            Self::OpenAi(m) => m.complete(req).await?,
-        };
-        for piece in word_chunks(&response.content) {
-            on_delta(piece);
+        match self {
+            Self::Offline(m) => {
+                let response = m.complete(req)?;
+                for piece in word_chunks(&response.content) {
+                    on_delta(piece);
+                }
+                Ok(response)
+            }
+            Self::OpenAi(m) => m.complete_streaming(req, on_delta).await,
         }
-        Ok(response)
     }
 
     /// The model name used when the organisation sets none.
@@ -140,7 +144,36 @@ impl Agent {
 
 #[cfg(test)]
 mod tests {
-    use super::word_chunks;
+    use super::*;
+    use crate::agent::model::{ChatMessage, TurnContext};
+    use crate::agent::state::AgentState;
+
+    #[tokio::test]
+    async fn offline_model_streams_its_reply_word_by_word() {
+        let model = Model::Offline(offline::OfflineModel);
+        let req = ModelRequest {
+            model: "offline".to_owned(),
+            messages: vec![ChatMessage::user("Hello there")],
+            tools: Vec::new(),
+            temperature: None,
+            max_tokens: None,
+            state: AgentState::default(),
+            context: TurnContext {
+                now: chrono::Utc::now(),
+                time_zone: chrono_tz::UTC,
+                services: Vec::new(),
+            },
+        };
+        let mut deltas = Vec::new();
+        let response = model
+            .complete_streaming(&req, &mut |d: &str| deltas.push(d.to_owned()))
+            .await
+            .unwrap();
+        assert!(!response.content.is_empty());
+        assert_eq!(deltas.concat(), response.content);
+        assert_eq!(deltas.len(), response.content.split_whitespace().count());
+        assert_eq!(response, model.complete(&req).await.unwrap());
+    }
 
     #[test]
     fn word_chunks_rejoin_to_the_text() {

@@ -2,6 +2,7 @@
 //! model → tools (at most `max_steps`) → commit messages, checkpoints, run record and the
 //! idempotency record in one transaction → release. A failed turn writes only its run record.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,18 +113,19 @@ impl Agent {
         let policy = req.org.settings.turn_policy;
 
         // In-process queue first (FIFO, no polling), then the database lease, which is what
-        // keeps turns apart across instances.
+        // keeps turns apart across instances; one deadline bounds both waits together.
+        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
         let local = self.locks.get_with(req.conversation_id, || {
             Arc::new(tokio::sync::Mutex::new(()))
         });
         let _local_guard = match policy {
             TurnPolicy::Reject => local.try_lock().map_err(|_| TurnError::Busy)?,
-            TurnPolicy::Enqueue => tokio::time::timeout(self.settings.queue_timeout, local.lock())
+            TurnPolicy::Enqueue => tokio::time::timeout_at(deadline, local.lock())
                 .await
                 .map_err(|_| TurnError::Busy)?,
         };
         let token = Uuid::now_v7();
-        let conv = self.acquire(&req, token, policy).await?;
+        let conv = self.acquire(&req, token, policy, deadline).await?;
 
         let result = self.turn_with_lease(&req, &conv, token).await;
         if let Err(e) = &result {
@@ -140,8 +142,8 @@ impl Agent {
         req: &TurnRequest,
         token: Uuid,
         policy: TurnPolicy,
+        deadline: tokio::time::Instant,
     ) -> Result<Conversation, TurnError> {
-        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
         loop {
             let now = crate::store::now();
             let expires = now
@@ -468,29 +470,56 @@ fn new_message(
     }
 }
 
-/// The stored window as model messages. It starts at a user message: a window cut between a
-/// tool call and its result would be refused by providers.
+/// The stored window as model messages. It starts at a user message, and tool calls and tool
+/// results are kept only in pairs: a window cut between a call and its result, or a deleted
+/// message, would otherwise leave half a pair that providers refuse.
 fn window(history: &[StoredMessage]) -> Vec<ChatMessage> {
     let start = history
         .iter()
         .position(|m| m.role == "user")
         .unwrap_or(history.len());
-    history[start..]
+    let msgs = &history[start..];
+    let answered: HashSet<&str> = msgs
         .iter()
-        .map(|m| ChatMessage {
-            role: match m.role.as_str() {
+        .filter(|m| m.role == "tool")
+        .filter_map(|m| m.tool_call_id.as_deref())
+        .collect();
+    let called: HashSet<&str> = msgs
+        .iter()
+        .filter_map(|m| m.tool_calls.as_ref())
+        .flat_map(|calls| calls.0.iter().map(|c| c.id.as_str()))
+        .collect();
+    msgs.iter()
+        .filter_map(|m| {
+            let role = match m.role.as_str() {
                 "assistant" => Role::Assistant,
                 "tool" => Role::Tool,
                 _ => Role::User,
-            },
-            content: m.content.clone(),
-            tool_calls: m
+            };
+            let tool_calls: Vec<ToolCall> = m
                 .tool_calls
                 .as_ref()
-                .map(|j| j.0.clone())
-                .unwrap_or_default(),
-            tool_call_id: m.tool_call_id.clone(),
-            name: m.tool_name.clone(),
+                .map(|j| {
+                    j.0.iter()
+                        .filter(|c| answered.contains(c.id.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let orphan_result = role == Role::Tool
+                && !m
+                    .tool_call_id
+                    .as_deref()
+                    .is_some_and(|id| called.contains(id));
+            let empty_call =
+                role == Role::Assistant && m.content.is_empty() && tool_calls.is_empty();
+            (!orphan_result && !empty_call).then(|| ChatMessage {
+                role,
+                content: m.content.clone(),
+                tool_calls,
+                tool_call_id: m.tool_call_id.clone(),
+                name: m.tool_name.clone(),
+            })
         })
         .collect()
 }
@@ -536,5 +565,66 @@ fn observe(state: &mut AgentState, call: &ToolCall, result: &Value) {
         }
         "list_services" if state.stage == Stage::Idle => state.stage = Stage::CollectService,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::types::Json;
+
+    fn stored(role: &str, content: &str, calls: &[&str], answers: Option<&str>) -> StoredMessage {
+        StoredMessage {
+            id: Uuid::now_v7(),
+            seq: 0,
+            role: role.to_owned(),
+            content: content.to_owned(),
+            tool_calls: (!calls.is_empty()).then(|| {
+                Json(
+                    calls
+                        .iter()
+                        .map(|id| ToolCall {
+                            id: (*id).to_owned(),
+                            name: "t".into(),
+                            arguments: "{}".into(),
+                        })
+                        .collect(),
+                )
+            }),
+            tool_call_id: answers.map(str::to_owned),
+            tool_name: answers.map(|_| "t".to_owned()),
+            run_id: None,
+            model: None,
+            usage: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_window_starts_at_a_user_message_and_keeps_tool_calls_in_pairs() {
+        let history = vec![
+            stored("tool", "{}", &[], Some("cut_off")),
+            stored("assistant", "reply", &[], None),
+            stored("user", "hi", &[], None),
+            stored("assistant", "", &["a", "b"], None),
+            stored("tool", "{}", &[], Some("a")),
+            // b's result was deleted; c's call was deleted.
+            stored("tool", "{}", &[], Some("c")),
+            stored("assistant", "done", &[], None),
+        ];
+        let w = window(&history);
+        let shape: Vec<(Role, usize, Option<&str>)> = w
+            .iter()
+            .map(|m| (m.role, m.tool_calls.len(), m.tool_call_id.as_deref()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::User, 0, None),
+                (Role::Assistant, 1, None),
+                (Role::Tool, 0, Some("a")),
+                (Role::Assistant, 0, None),
+            ]
+        );
     }
 }

@@ -268,7 +268,10 @@ fn session_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_uuid(raw).map_err(|e| ApiError::validation("id", e.0))
 }
 
-/// A session's messages, oldest first, with tool calls and results.
+/// Most messages `GET /sessions/{id}/history` returns (the latest ones).
+const HISTORY_LIMIT: i64 = 1000;
+
+/// A session's latest messages (up to 1000), oldest first, with tool calls and results.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/history", tag = "chat", security(("api_key" = []), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
@@ -281,13 +284,19 @@ async fn get_history(
     Path(id): Path<String>,
 ) -> Result<axum::Json<SessionHistory>, ApiError> {
     let conv = visible_conversation(&state, &principal, session_id(&id)?).await?;
+    // The latest messages, shown oldest first.
     let page = state
         .store
-        .list_messages(principal.org_id(), conv.id, false, 1000, 0)
+        .list_messages(principal.org_id(), conv.id, true, HISTORY_LIMIT, 0)
         .await?;
     Ok(axum::Json(SessionHistory {
         session_id: conv.id,
-        messages: page.items.into_iter().map(MessageView::from).collect(),
+        messages: page
+            .items
+            .into_iter()
+            .rev()
+            .map(MessageView::from)
+            .collect(),
         metadata: SessionMetadata {
             current_state: conv.state.0.stage.as_str(),
             message_count: conv.message_count,
@@ -307,10 +316,27 @@ async fn delete_session(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let conv = visible_conversation(&state, &principal, session_id(&id)?).await?;
-    state
+    let id = session_id(&id)?;
+    // Soft-deleted conversations can be erased too: erasure is the stronger request.
+    let owner = state
         .store
-        .erase_conversation(principal.org_id(), conv.id)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .conversation_owner(principal.org_id(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+    if let Some(user) = &principal.end_user {
+        if owner.as_deref() != Some(user.as_str()) {
+            return Err(ApiError::Forbidden(
+                "This conversation belongs to another user.".to_owned(),
+            ));
+        }
+    }
+    match state
+        .store
+        .erase_conversation(principal.org_id(), id, crate::store::now())
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::store::StoreError::Conflict(_)) => Err(ApiError::TurnInProgress),
+        Err(e) => Err(e.into()),
+    }
 }

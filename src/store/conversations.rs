@@ -316,14 +316,64 @@ impl Store {
 
     /// Erases a conversation with its messages, checkpoints, runs and tool effects (GDPR);
     /// false when there was none.
-    pub async fn erase_conversation(&self, org: &OrgId, id: Uuid) -> StoreResult<bool> {
-        let n = on_pool!(self, pool => sqlx::query("DELETE FROM conversations WHERE id = $1 AND org_id = $2")
+    /// Soft-deleted conversations are erased too. `Conflict` while a turn holds the lease
+    /// (erasing under a running turn would break its commit).
+    pub async fn erase_conversation(
+        &self,
+        org: &OrgId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let owner = format!("session:{id}");
+        let (n, exists) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "DELETE FROM conversations WHERE id = $1 AND org_id = $2 \
+                 AND (lease_token IS NULL OR lease_expires_at < $3)")
+                .bind(id).bind(org.as_str()).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            let exists = if n == 0 {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM conversations WHERE id = $1 AND org_id = $2")
+                    .bind(id).bind(org.as_str())
+                    .fetch_one(&mut *tx).await? > 0
+            } else {
+                // What the conversation left elsewhere: its tasks (API-key callers' tasks
+                // belong to the session) and stored idempotent replies.
+                sqlx::query("DELETE FROM tasks WHERE org_id = $1 AND owner = $2")
+                    .bind(org.as_str()).bind(&owner)
+                    .execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND conversation_id = $2")
+                    .bind(org.as_str()).bind(id)
+                    .execute(&mut *tx).await?;
+                sqlx::query("UPDATE appointments SET conversation_id = NULL WHERE org_id = $1 AND conversation_id = $2")
+                    .bind(org.as_str()).bind(id)
+                    .execute(&mut *tx).await?;
+                false
+            };
+            tx.commit().await?;
+            (n, exists)
+        });
+        if exists {
+            return Err(StoreError::Conflict(
+                "a turn of this conversation is running".to_owned(),
+            ));
+        }
+        Ok(n > 0)
+    }
+
+    /// The owner (end user) of a conversation, soft-deleted ones included: `None` when there
+    /// is no such conversation, `Some(None)` when it belongs to the organisation.
+    pub async fn conversation_owner(
+        &self,
+        org: &OrgId,
+        id: Uuid,
+    ) -> StoreResult<Option<Option<String>>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT end_user FROM conversations WHERE id = $1 AND org_id = $2")
             .bind(id)
             .bind(org.as_str())
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(n > 0)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     /// Takes the turn lease of a live conversation unless someone else holds an unexpired one.
@@ -501,9 +551,13 @@ impl Store {
             }
             if let Some((key, hash, response)) = t.idempotency {
                 sqlx::query(
-                    "INSERT INTO idempotency_keys (org_id, key, request_hash, response, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, key) DO NOTHING")
-                    .bind(t.org.as_str()).bind(key).bind(hash).bind(Json(response)).bind(t.now)
+                    "INSERT INTO idempotency_keys (org_id, key, request_hash, response, conversation_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, key) DO UPDATE \
+                     SET request_hash = excluded.request_hash, response = excluded.response, \
+                     conversation_id = excluded.conversation_id, created_at = excluded.created_at \
+                     WHERE idempotency_keys.created_at < $7")
+                    .bind(t.org.as_str()).bind(key).bind(hash).bind(Json(response)).bind(t.conversation_id)
+                    .bind(t.now).bind(t.now - chrono::Duration::hours(24))
                     .execute(&mut *tx).await?;
             }
             tx.commit().await?;

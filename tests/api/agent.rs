@@ -305,6 +305,52 @@ backend_test! {
     }
 }
 
+backend_test! {
+    async fn erasing_a_session_removes_what_it_left_and_works_after_a_soft_delete(backend: Backend) {
+        let (app, mock, key) = {
+            let (app, mock) = app_with_mock(backend, |_| {}).await;
+            let key = booking_org(&app, "clinic", json!({})).await;
+            (app, mock, key)
+        };
+        let session = Uuid::new_v4();
+        mock.script([call("t1", "add_task", json!({"title": "Call Bob"})), text("Added.")]);
+        app.chat(&key, "clinic", session, "remind me to call Bob").await;
+        let org = OrgId::parse("clinic").unwrap();
+        let owner = format!("session:{session}");
+        assert_eq!(app.state.store.list_tasks(&org, &owner, None).await.unwrap().len(), 1);
+
+        // Soft-deleted through the conversations API, then erased through sessions.
+        let res = app.client.delete(app.url(&format!("/api/v1/conversations/{session}"))).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert!(app.state.store.list_tasks(&org, &owner, None).await.unwrap().is_empty());
+        assert!(app.state.store.conversation_owner(&org, session).await.unwrap().is_none());
+        let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+backend_test! {
+    async fn a_session_cannot_be_erased_under_a_running_turn(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let session = Uuid::new_v4();
+        mock.script([Reply::Slow(Duration::from_millis(800), Box::new(text("slow")))]);
+        let turn = app.chat(&key, "clinic", session, "hello");
+        let erase = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap()
+        };
+        let (turn, erase) = tokio::join!(turn, erase);
+        assert_eq!(turn.status(), StatusCode::OK);
+        let (status, body) = problem(erase).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("TURN_IN_PROGRESS")));
+        let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
+}
+
 /// Pretends a conversation was last active `ago`.
 async fn age_conversation(app: &TestApp, id: Uuid, ago: chrono::Duration) {
     let then = chrono::Utc::now() - ago;

@@ -18,6 +18,8 @@ pub enum Reply {
     ToolCalls(Vec<(String, String, String)>),
     Status(u16),
     Slow(Duration, Box<Reply>),
+    /// For streaming requests: these text pieces, `gap` apart.
+    Trickle(Vec<String>, Duration),
 }
 
 pub fn text(s: &str) -> Reply {
@@ -32,6 +34,8 @@ pub fn call(id: &str, name: &str, args: Value) -> Reply {
 struct Inner {
     script: VecDeque<Reply>,
     requests: Vec<Value>,
+    /// Streamed replies completely sent.
+    streams_finished: usize,
 }
 
 #[derive(Clone, Default)]
@@ -57,6 +61,10 @@ impl MockLlm {
 
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.inner.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn streams_finished(&self) -> usize {
+        self.inner.lock().unwrap().streams_finished
     }
 
     pub fn requests(&self) -> Vec<Value> {
@@ -97,12 +105,69 @@ fn render(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Re
                 axum::Json(json!({"error": {"message": "mock failure"}})),
             )
                 .into_response(),
+            Reply::Trickle(pieces, _) => {
+                completion(json!({"role": "assistant", "content": pieces.concat()}))
+            }
             Reply::Slow(d, inner) => {
                 tokio::time::sleep(d).await;
                 render(*inner).await
             }
         }
     })
+}
+
+/// The reply as OpenAI's streaming wire format: `data:` chunks, usage, `[DONE]`.
+fn stream(mock: MockLlm, reply: Reply) -> Response {
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "mock-model", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    let (pieces, gap): (Vec<String>, Duration) = match reply {
+        Reply::Trickle(p, gap) => (
+            p.into_iter()
+                .map(|t| chunk(json!({"content": t})))
+                .collect(),
+            gap,
+        ),
+        Reply::Text(t) => (
+            vec![chunk(json!({"role": "assistant", "content": t}))],
+            Duration::ZERO,
+        ),
+        Reply::ToolCalls(calls) => (
+            vec![chunk(
+                json!({"role": "assistant", "tool_calls": calls.iter().enumerate().map(|(i, (id, name, args))| json!({
+            "index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args}})).collect::<Vec<_>>()}),
+            )],
+            Duration::ZERO,
+        ),
+        other => {
+            return futures_util::FutureExt::now_or_never(render(other))
+                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
+    };
+    let mut frames: VecDeque<String> = pieces.into();
+    frames.push_back(format!("data: {}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "mock-model", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})));
+    frames.push_back("data: [DONE]\n\n".to_owned());
+    let body = futures_util::stream::unfold((frames, true), move |(mut frames, first)| {
+        let mock = mock.clone();
+        async move {
+            if !first && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            let frame = frames.pop_front()?;
+            if frames.is_empty() {
+                mock.inner.lock().unwrap().streams_finished += 1;
+            }
+            Some((Ok::<_, std::io::Error>(frame), (frames, false)))
+        }
+    });
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn complete(State(mock): State<MockLlm>, axum::Json(body): axum::Json<Value>) -> Response {
@@ -119,5 +184,8 @@ async fn complete(State(mock): State<MockLlm>, axum::Json(body): axum::Json<Valu
             .unwrap_or_default();
         Reply::Text(format!("echo: {last_user}"))
     });
+    if body["stream"] == true && !matches!(reply, Reply::Status(_) | Reply::Slow(..)) {
+        return stream(mock, reply);
+    }
     render(reply).await
 }

@@ -236,3 +236,26 @@ backend_test! {
         assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 2);
     }
 }
+
+backend_test! {
+    async fn the_first_chunk_arrives_before_the_model_has_finished(backend: Backend) {
+        let (app, mock, key) = with_mock(backend, |_| {}).await;
+        let words: Vec<String> = ["Here ", "is ", "a ", "slow ", "reply."].iter().map(|s| (*s).to_owned()).collect();
+        mock.script([Reply::Trickle(words.clone(), Duration::from_millis(250))]);
+        let mut res = app.post("/api/v1/chat/stream").header("X-API-Key", &key)
+            .json(&stream_body(Uuid::new_v4(), "clinic", "Tell me")).send().await.unwrap();
+        let mut seen = String::new();
+        let mut finished_when_first_chunk = None;
+        while let Some(bytes) = res.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+            if finished_when_first_chunk.is_none() && seen.contains("event: chunk") {
+                finished_when_first_chunk = Some(mock.streams_finished());
+            }
+        }
+        assert_eq!(finished_when_first_chunk, Some(0), "the first chunk waited for the whole reply");
+        let events = parse_sse(&seen);
+        let chunks: Vec<&str> = events.iter().filter(|e| e.event == "chunk").map(|e| e.data["chunk"].as_str().unwrap()).collect();
+        assert_eq!(chunks, words, "provider deltas are passed on as they come");
+        assert_eq!(events.last().unwrap().data["response"], words.concat());
+    }
+}
