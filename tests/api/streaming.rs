@@ -259,3 +259,33 @@ backend_test! {
         assert_eq!(events.last().unwrap().data["response"], words.concat());
     }
 }
+
+backend_test! {
+    /// Load safety: 500 streamed turns at once on this 2-core machine all complete, each with
+    /// its full event sequence. (How fast is a benchmark's business; this checks correctness
+    /// under load.)
+    async fn five_hundred_concurrent_streams_complete_without_errors(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.database_max_connections = 20).await;
+        let key = booking_org(&app, "clinic", json!({"tier": "custom", "rate_limit": {"requests": 100000, "window_seconds": 60}})).await;
+        let client = reqwest::Client::new();
+        let streams = (0..500).map(|i| {
+            let (client, url, key) = (client.clone(), app.url("/api/v1/chat/stream"), key.clone());
+            async move {
+                let res = client.post(url).header("X-API-Key", key)
+                    .json(&stream_body(Uuid::new_v4(), "clinic", &format!("Hello number {i}")))
+                    .send().await.map_err(|e| e.to_string())?;
+                if res.status() != StatusCode::OK {
+                    return Err(format!("status {}", res.status()));
+                }
+                let events = parse_sse(&res.text().await.map_err(|e| e.to_string())?);
+                match events.last() {
+                    Some(e) if e.event == "done" => Ok(events.len()),
+                    other => Err(format!("stream ended with {other:?}")),
+                }
+            }
+        });
+        let results = futures_util::future::join_all(streams).await;
+        let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failures.is_empty(), "{} of 500 failed, e.g. {:?}", failures.len(), failures.first());
+    }
+}
