@@ -11,6 +11,7 @@ pub mod extract;
 pub mod ops;
 pub mod problem;
 pub mod tokens;
+pub mod webhooks;
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(chat::router())
         .merge(conversations::router())
         .merge(appointments::router())
+        .merge(webhooks::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth_layer::authenticate,

@@ -9,10 +9,12 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::orgs::Page;
+use super::webhooks::record_event;
 use super::{Store, StoreError, StoreResult, on_pool};
 use crate::agent::model::{ToolCall, Usage};
 use crate::agent::state::AgentState;
 use crate::domain::OrgId;
+use crate::webhooks::{ConversationCreatedData, EventType};
 
 /// Inserts a run record through any executor (pool or transaction) of either backend.
 macro_rules! insert_run {
@@ -39,6 +41,17 @@ macro_rules! insert_run {
         .await
         .map(|r| r.rows_affected())
     }};
+}
+
+/// The `data` of a conversation's `conversation.created` event.
+fn created_data(c: &Conversation) -> ConversationCreatedData {
+    ConversationCreatedData {
+        conversation_id: c.id,
+        kind: c.kind.clone(),
+        end_user: c.end_user.clone(),
+        title: c.title.clone(),
+        created_at: c.created_at,
+    }
 }
 
 /// A conversation as stored.
@@ -155,21 +168,40 @@ impl Store {
         end_user: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Conversation> {
-        let insert = "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
-                      VALUES ($1, $2, 'session', $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING";
+        // Most calls find the session: read first, so the common case is one round trip and
+        // the insert (with its conversation.created event) runs in a transaction only once.
+        if let Some(conv) = self.get_conversation(org, id).await? {
+            return Ok(conv);
+        }
+        let insert = format!(
+            "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
+             VALUES ($1, $2, 'session', $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING RETURNING {CONV_COLUMNS}"
+        );
         let title = format!("Chat {}", now.format("%Y-%m-%d %H:%M"));
-        on_pool!(self, pool => sqlx::query(insert)
-            .bind(id)
-            .bind(org.as_str())
-            .bind(end_user)
-            .bind(&title)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        self.get_conversation(org, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no session {id}")))
+        let created: Option<Conversation> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let conv: Option<Conversation> = sqlx::query_as(&insert)
+                .bind(id)
+                .bind(org.as_str())
+                .bind(end_user)
+                .bind(&title)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(c) = &conv {
+                record_event!(&mut *tx, org, EventType::ConversationCreated, created_data(c), now)?;
+            }
+            tx.commit().await?;
+            conv
+        });
+        match created {
+            Some(conv) => Ok(conv),
+            // Created meanwhile by a concurrent first message, or an id of another org.
+            None => self
+                .get_conversation(org, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no session {id}"))),
+        }
     }
 
     pub async fn create_conversation(
@@ -184,15 +216,21 @@ impl Store {
             "INSERT INTO conversations (id, org_id, kind, end_user, title, metadata, created_at, updated_at) \
              VALUES ($1, $2, 'conversation', $3, $4, $5, $6, $6) RETURNING {CONV_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(Uuid::now_v7())
-            .bind(org.as_str())
-            .bind(end_user)
-            .bind(title)
-            .bind(Json(metadata))
-            .bind(now)
-            .fetch_one(pool)
-            .await)?)
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let conv: Conversation = sqlx::query_as(&sql)
+                .bind(Uuid::now_v7())
+                .bind(org.as_str())
+                .bind(end_user)
+                .bind(title)
+                .bind(Json(metadata))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            record_event!(&mut *tx, org, EventType::ConversationCreated, created_data(&conv), now)?;
+            tx.commit().await?;
+            conv
+        }))
     }
 
     /// A live (not deleted) conversation of `org`.
@@ -301,13 +339,25 @@ impl Store {
     /// Erases a conversation with its messages, checkpoints, runs and tool effects (GDPR);
     /// false when there was none.
     pub async fn erase_conversation(&self, org: &OrgId, id: Uuid) -> StoreResult<bool> {
-        let n = on_pool!(self, pool => sqlx::query("DELETE FROM conversations WHERE id = $1 AND org_id = $2")
-            .bind(id)
-            .bind(org.as_str())
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(n > 0)
+        let now = super::now();
+        let erased = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
+                "DELETE FROM conversations WHERE id = $1 AND org_id = $2 RETURNING kind, end_user")
+                .bind(id)
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some((kind, end_user)) = &row {
+                let data = crate::webhooks::SessionDeletedData {
+                    session_id: id, kind: kind.clone(), end_user: end_user.clone(), deleted_at: now,
+                };
+                record_event!(&mut *tx, org, EventType::SessionDeleted, &data, now)?;
+            }
+            tx.commit().await?;
+            row.is_some()
+        });
+        Ok(erased)
     }
 
     /// Takes the turn lease of a live conversation unless someone else holds an unexpired one.

@@ -22,3 +22,4 @@ mod openapi;
 mod ops;
 mod rate_limits;
 mod tokens;
+mod webhooks;
