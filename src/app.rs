@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every background task runs on this, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Webhook delivery (the background loop, and the test pings sent inline).
+    pub webhooks: crate::webhooks::Worker,
 }
 
 /// A built application: the router, its OpenAPI document and the state behind them.
@@ -132,6 +134,10 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
     let cors = CorsOrigins::new(&settings.cors_origins);
     cors.reload(&store).await;
     let state = AppState {
+        webhooks: crate::webhooks::Worker::new(
+            store.clone(),
+            crate::webhooks::WebhookSettings::from_settings(&settings),
+        ),
         limiter: OrgRateLimiter::new(settings.rate_limit_end_user_share),
         settings: Arc::new(settings),
         store,
@@ -192,7 +198,7 @@ pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
 
 impl App {
     /// Starts the housekeeping tasks: limiter pruning and CORS refresh (for changes made by
-    /// other instances), every minute until shutdown.
+    /// other instances), every minute until shutdown; and the webhook delivery worker.
     pub fn start_background(&self) {
         let state = self.state.clone();
         self.state.tasks.spawn(async move {
@@ -209,6 +215,10 @@ impl App {
                 }
             }
         });
+        let worker = self.state.webhooks.clone();
+        self.state
+            .tasks
+            .spawn(worker.run(self.state.shutdown.clone()));
         let state = self.state.clone();
         self.state.tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -244,6 +244,46 @@ pub struct Settings {
     /// On first start with an empty database, create org `demo` and print its API key.
     #[arg(long, env = "BOOTSTRAP_DEMO", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub bootstrap_demo: bool,
+
+    /// Let webhook targets resolve to loopback, private, link-local or metadata addresses.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub webhook_allow_private_networks: bool,
+
+    /// Delays between webhook delivery attempts (comma-separated durations); then it fails.
+    #[arg(
+        long,
+        env = "WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h",
+        global = true
+    )]
+    pub webhook_retry_schedule: String,
+
+    /// Seconds of continuous delivery failure after which a webhook endpoint is disabled.
+    #[arg(
+        long,
+        env = "WEBHOOK_DISABLE_AFTER_SECONDS",
+        default_value_t = 432_000,
+        global = true
+    )]
+    pub webhook_disable_after_seconds: u64,
+
+    /// Seconds one webhook delivery attempt may take, connecting included.
+    #[arg(
+        long,
+        env = "WEBHOOK_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub webhook_timeout_seconds: u64,
+
+    /// Seconds between passes of the webhook delivery worker.
+    #[arg(
+        long,
+        env = "WEBHOOK_WORKER_INTERVAL_SECONDS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub webhook_worker_interval_seconds: u64,
 }
 
 impl Settings {
@@ -277,6 +317,11 @@ impl Settings {
             rate_limit_end_user_share: 0.25,
             shutdown_grace_seconds: 20,
             bootstrap_demo: false,
+            webhook_allow_private_networks: false,
+            webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".to_owned(),
+            webhook_disable_after_seconds: 432_000,
+            webhook_timeout_seconds: 10,
+            webhook_worker_interval_seconds: 1,
         }
     }
 
@@ -305,6 +350,7 @@ impl Settings {
         if !(self.rate_limit_end_user_share > 0.0 && self.rate_limit_end_user_share <= 1.0) {
             return Err("RATE_LIMIT_END_USER_SHARE must be in (0, 1]".into());
         }
+        crate::webhooks::parse_schedule(&self.webhook_retry_schedule)?;
         Ok(())
     }
 

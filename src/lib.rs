@@ -18,6 +18,7 @@ pub mod orgs;
 pub mod rate_limit;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::{App, AppState, build_app};
 pub use config::Settings;

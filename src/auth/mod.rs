@@ -52,6 +52,16 @@ impl Principal {
     pub fn org_id(&self) -> &OrgId {
         &self.org.id
     }
+
+    /// 403 unless the caller used an API key (the business, not one of its end users).
+    pub fn require_api_key(&self, what: &str) -> Result<(), ApiError> {
+        match self.credential {
+            Credential::ApiKey { .. } => Ok(()),
+            Credential::EndUserToken | Credential::StreamToken { .. } => Err(ApiError::Forbidden(
+                format!("{what} are available to API-key callers only."),
+            )),
+        }
+    }
 }
 
 struct CachedKey {

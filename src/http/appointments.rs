@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::admin::PageParams;
 use super::extract::Query;
 use crate::app::AppState;
-use crate::auth::{Credential, Principal};
+use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::store::tools::{Appointment, AppointmentFilter};
 
@@ -47,12 +47,7 @@ pub struct AppointmentPage {
 }
 
 fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
-    match p.credential {
-        Credential::ApiKey { .. } => Ok(()),
-        Credential::EndUserToken | Credential::StreamToken { .. } => Err(ApiError::Forbidden(
-            "Appointments are listed to API-key callers only.".to_owned(),
-        )),
-    }
+    p.require_api_key("Appointments")
 }
 
 /// List the organisation's appointments by start time.

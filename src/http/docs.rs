@@ -21,11 +21,12 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
             `X-RateLimit-*` twins).",
         license(name = "Apache-2.0")
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, crate::webhooks::WebhookEvent, crate::webhooks::WebhookEventData)),
     tags(
         (name = "chat", description = "Chat turns in sessions (conversations whose id you choose)"),
         (name = "conversations", description = "Conversations and their messages"),
         (name = "appointments", description = "Bookings made by the agent"),
+        (name = "webhooks", description = "Signed event deliveries (Standard Webhooks) to your endpoints; payloads are `WebhookEvent`"),
         (name = "auth", description = "End-user tokens and the caller's identity"),
         (name = "admin", description = "Organisations and API keys (admin token)"),
         (name = "ops", description = "Health, readiness, metrics"),

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod problem;
 pub mod stream;
 pub mod tokens;
+pub mod webhooks;
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(conversations::router())
         .merge(appointments::router())
         .merge(stream::router())
+        .merge(webhooks::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth_layer::authenticate,

@@ -9,10 +9,12 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::orgs::Page;
+use super::webhooks::record_event;
 use super::{Store, StoreError, StoreResult, on_pool};
 use crate::agent::model::{ToolCall, Usage};
 use crate::agent::state::AgentState;
 use crate::domain::OrgId;
+use crate::webhooks::{ConversationCreatedData, EventType};
 
 /// Inserts a run record through any executor (pool or transaction) of either backend.
 macro_rules! insert_run {
@@ -39,6 +41,17 @@ macro_rules! insert_run {
         .await
         .map(|r| r.rows_affected())
     }};
+}
+
+/// The `data` of a conversation's `conversation.created` event.
+fn created_data(c: &Conversation) -> ConversationCreatedData {
+    ConversationCreatedData {
+        conversation_id: c.id,
+        kind: c.kind.clone(),
+        end_user: c.end_user.clone(),
+        title: c.title.clone(),
+        created_at: c.created_at,
+    }
 }
 
 /// A conversation as stored.
@@ -171,21 +184,40 @@ impl Store {
         end_user: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Conversation> {
-        let insert = "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
-                      VALUES ($1, $2, 'session', $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING";
+        // Most calls find the session: read first, so the common case is one round trip and
+        // the insert (with its conversation.created event) runs in a transaction only once.
+        if let Some(conv) = self.get_conversation(org, id).await? {
+            return Ok(conv);
+        }
+        let insert = format!(
+            "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
+             VALUES ($1, $2, 'session', $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING RETURNING {CONV_COLUMNS}"
+        );
         let title = format!("Chat {}", now.format("%Y-%m-%d %H:%M"));
-        on_pool!(self, pool => sqlx::query(insert)
-            .bind(id)
-            .bind(org.as_str())
-            .bind(end_user)
-            .bind(&title)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        self.get_conversation(org, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no session {id}")))
+        let created: Option<Conversation> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let conv: Option<Conversation> = sqlx::query_as(&insert)
+                .bind(id)
+                .bind(org.as_str())
+                .bind(end_user)
+                .bind(&title)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(c) = &conv {
+                record_event!(&mut *tx, org, EventType::ConversationCreated, created_data(c), now)?;
+            }
+            tx.commit().await?;
+            conv
+        });
+        match created {
+            Some(conv) => Ok(conv),
+            // Created meanwhile by a concurrent first message, or an id of another org.
+            None => self
+                .get_conversation(org, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no session {id}"))),
+        }
     }
 
     pub async fn create_conversation(
@@ -200,15 +232,21 @@ impl Store {
             "INSERT INTO conversations (id, org_id, kind, end_user, title, metadata, created_at, updated_at) \
              VALUES ($1, $2, 'conversation', $3, $4, $5, $6, $6) RETURNING {CONV_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(Uuid::now_v7())
-            .bind(org.as_str())
-            .bind(end_user)
-            .bind(title)
-            .bind(Json(metadata))
-            .bind(now)
-            .fetch_one(pool)
-            .await)?)
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let conv: Conversation = sqlx::query_as(&sql)
+                .bind(Uuid::now_v7())
+                .bind(org.as_str())
+                .bind(end_user)
+                .bind(title)
+                .bind(Json(metadata))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            record_event!(&mut *tx, org, EventType::ConversationCreated, created_data(&conv), now)?;
+            tx.commit().await?;
+            conv
+        }))
     }
 
     /// A live (not deleted) conversation of `org`.
@@ -317,7 +355,7 @@ impl Store {
     /// Erases a conversation with its messages, checkpoints, runs and tool effects (GDPR);
     /// false when there was none.
     /// Soft-deleted conversations are erased too. `Conflict` while a turn holds the lease
-    /// (erasing under a running turn would break its commit).
+    /// (erasing under a running turn would break its commit). Records `session.deleted`.
     pub async fn erase_conversation(
         &self,
         org: &OrgId,
@@ -325,40 +363,45 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let owner = format!("session:{id}");
-        let (n, exists) = on_pool!(self, pool => {
+        let (erased, exists) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let n = sqlx::query(
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
                 "DELETE FROM conversations WHERE id = $1 AND org_id = $2 \
-                 AND (lease_token IS NULL OR lease_expires_at < $3)")
+                 AND (lease_token IS NULL OR lease_expires_at < $3) RETURNING kind, end_user")
                 .bind(id).bind(org.as_str()).bind(now)
-                .execute(&mut *tx).await?.rows_affected();
-            let exists = if n == 0 {
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM conversations WHERE id = $1 AND org_id = $2")
+                .fetch_optional(&mut *tx).await?;
+            let exists = match &row {
+                None => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM conversations WHERE id = $1 AND org_id = $2")
                     .bind(id).bind(org.as_str())
-                    .fetch_one(&mut *tx).await? > 0
-            } else {
-                // What the conversation left elsewhere: its tasks (API-key callers' tasks
-                // belong to the session) and stored idempotent replies.
-                sqlx::query("DELETE FROM tasks WHERE org_id = $1 AND owner = $2")
-                    .bind(org.as_str()).bind(&owner)
-                    .execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND conversation_id = $2")
-                    .bind(org.as_str()).bind(id)
-                    .execute(&mut *tx).await?;
-                sqlx::query("UPDATE appointments SET conversation_id = NULL WHERE org_id = $1 AND conversation_id = $2")
-                    .bind(org.as_str()).bind(id)
-                    .execute(&mut *tx).await?;
-                false
+                    .fetch_one(&mut *tx).await? > 0,
+                Some((kind, end_user)) => {
+                    // What the conversation left elsewhere: its tasks (API-key callers' tasks
+                    // belong to the session) and stored idempotent replies.
+                    sqlx::query("DELETE FROM tasks WHERE org_id = $1 AND owner = $2")
+                        .bind(org.as_str()).bind(&owner)
+                        .execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND conversation_id = $2")
+                        .bind(org.as_str()).bind(id)
+                        .execute(&mut *tx).await?;
+                    sqlx::query("UPDATE appointments SET conversation_id = NULL WHERE org_id = $1 AND conversation_id = $2")
+                        .bind(org.as_str()).bind(id)
+                        .execute(&mut *tx).await?;
+                    let data = crate::webhooks::SessionDeletedData {
+                        session_id: id, kind: kind.clone(), end_user: end_user.clone(), deleted_at: now,
+                    };
+                    record_event!(&mut *tx, org, EventType::SessionDeleted, &data, now)?;
+                    false
+                }
             };
             tx.commit().await?;
-            (n, exists)
+            (row.is_some(), exists)
         });
         if exists {
             return Err(StoreError::Conflict(
                 "a turn of this conversation is running".to_owned(),
             ));
         }
-        Ok(n > 0)
+        Ok(erased)
     }
 
     /// The owner (end user) of a conversation, soft-deleted ones included: `None` when there

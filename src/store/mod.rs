@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod keys;
 pub mod orgs;
 pub mod tools;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;

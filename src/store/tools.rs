@@ -9,8 +9,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::orgs::Page;
+use super::webhooks::record_event;
 use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
 use crate::domain::OrgId;
+use crate::webhooks::EventType;
 
 /// Granularity of the slot table: an appointment occupies every 5-minute slot it overlaps.
 pub const SLOT_MINUTES: i64 = 5;
@@ -152,6 +154,7 @@ impl Store {
                 .bind(a.conversation_id).bind(now)
                 .fetch_one(&mut *tx).await?;
             insert_slots!(&mut *tx, org, id, a.start_at, a.end_at)?;
+            record_event!(&mut *tx, org, EventType::AppointmentCreated, &appt, now)?;
             tx.commit().await?;
             Ok(appt)
         })
@@ -239,6 +242,7 @@ impl Store {
             if let Some(a) = &appt {
                 sqlx::query("DELETE FROM appointment_slots WHERE appointment_id = $1")
                     .bind(a.id).execute(&mut *tx).await?;
+                record_event!(&mut *tx, org, EventType::AppointmentCancelled, a, now)?;
             }
             tx.commit().await?;
             appt
@@ -272,6 +276,7 @@ impl Store {
                     sqlx::query("DELETE FROM appointment_slots WHERE appointment_id = $1")
                         .bind(a.id).execute(&mut *tx).await?;
                     insert_slots!(&mut *tx, org, a.id, start_at, end_at)?;
+                    record_event!(&mut *tx, org, EventType::AppointmentRescheduled, a, now)?;
                     tx.commit().await?;
                     Ok(appt)
                 }

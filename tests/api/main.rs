@@ -23,3 +23,4 @@ mod ops;
 mod rate_limits;
 mod streaming;
 mod tokens;
+mod webhooks;

@@ -1,0 +1,370 @@
+//! Webhooks: the event catalogue and payload shapes, the target-address policy (no SSRF into
+//! private networks), and the settings of the delivery worker. Persistence (the outbox) lives in
+//! `store::webhooks`, signing in [`signing`], delivery in [`worker`]. Guide: docs/webhooks.md.
+
+pub mod signing;
+pub mod worker;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use worker::{RunStats, Worker};
+
+use crate::store::tools::Appointment;
+
+/// Every event type agentd emits. The wire name (`appointment.created`) is what endpoints
+/// subscribe to and what the payload's `type` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    AppointmentCreated,
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    ConversationCreated,
+    SessionDeleted,
+    WebhookTest,
+}
+
+impl EventType {
+    pub const ALL: [Self; 6] = [
+        Self::AppointmentCreated,
+        Self::AppointmentCancelled,
+        Self::AppointmentRescheduled,
+        Self::ConversationCreated,
+        Self::SessionDeleted,
+        Self::WebhookTest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AppointmentCreated => "appointment.created",
+            Self::AppointmentCancelled => "appointment.cancelled",
+            Self::AppointmentRescheduled => "appointment.rescheduled",
+            Self::ConversationCreated => "conversation.created",
+            Self::SessionDeleted => "session.deleted",
+            Self::WebhookTest => "webhook.test",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw.trim())
+    }
+
+    /// The known names, comma-separated, for error messages.
+    pub fn known() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+}
+
+/// The body of every delivery (`Content-Type: application/json`). `id` is also the
+/// `webhook-id` header and stays the same across retries and restarts: deduplicate on it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11",
+    "type": "appointment.created",
+    "created_at": "2026-11-23T10:15:00.123456Z",
+    "org_id": "clinic",
+    "data": {
+        "id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a12",
+        "confirmation_number": "APPT-7K2M9Q",
+        "service_id": "general-consultation",
+        "service_name": "General Consultation",
+        "start_at": "2026-11-24T13:00:00Z",
+        "end_at": "2026-11-24T13:30:00Z",
+        "customer_name": "John Doe",
+        "customer_email": "john@example.com",
+        "customer_phone": "555-1234",
+        "status": "booked",
+        "end_user": null,
+        "conversation_id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a13",
+        "created_at": "2026-11-23T10:15:00.123456Z",
+        "updated_at": "2026-11-23T10:15:00.123456Z"
+    }
+}))]
+pub struct WebhookEvent {
+    /// Event id (UUID); the `webhook-id` header carries the same value.
+    pub id: Uuid,
+    /// The event type, e.g. `appointment.created`.
+    #[serde(rename = "type")]
+    #[schema(example = "appointment.created")]
+    pub kind: String,
+    /// When the change happened (committed with it).
+    pub created_at: DateTime<Utc>,
+    /// The organisation the event belongs to.
+    #[schema(example = "clinic")]
+    pub org_id: String,
+    /// Depends on `type`: an `Appointment` for `appointment.*`, `ConversationCreatedData`,
+    /// `SessionDeletedData`, or `WebhookTestData`.
+    #[schema(value_type = WebhookEventData)]
+    pub data: Value,
+}
+
+/// The `data` of an event, by `type`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookEventData {
+    /// `appointment.created`, `appointment.cancelled`, `appointment.rescheduled`: the
+    /// appointment after the change.
+    Appointment(Appointment),
+    /// `conversation.created` (also for a chat session's first message).
+    ConversationCreated(ConversationCreatedData),
+    /// `session.deleted`.
+    SessionDeleted(SessionDeletedData),
+    /// `webhook.test`.
+    Test(WebhookTestData),
+}
+
+/// `data` of `conversation.created`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConversationCreatedData {
+    pub conversation_id: Uuid,
+    /// `session` (created by /chat with a client-chosen id) or `conversation`.
+    #[schema(example = "session")]
+    pub kind: String,
+    /// The end user, when created with an end-user token.
+    pub end_user: Option<String>,
+    #[schema(example = "Chat 2026-11-23 10:15")]
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `data` of `session.deleted` (erased for good: GDPR erasure).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionDeletedData {
+    pub session_id: Uuid,
+    /// `session` or `conversation`.
+    #[schema(example = "session")]
+    pub kind: String,
+    pub end_user: Option<String>,
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// `data` of `webhook.test`, sent by `POST /api/v1/webhooks/{id}/test`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookTestData {
+    pub webhook_id: Uuid,
+    #[schema(example = "This is a test event from agentd.")]
+    pub message: String,
+}
+
+/// What the delivery worker needs from the settings, parsed once.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Let targets resolve to loopback/private/link-local addresses (tests, trusted networks).
+    pub allow_private_networks: bool,
+    /// Delay before retry 1, 2, …; after the last one a delivery is marked failed.
+    pub retry_schedule: Vec<Duration>,
+    /// Disable an endpoint whose deliveries have failed without a success for this long.
+    pub disable_after: Duration,
+    /// Total time one attempt may take (connecting included).
+    pub timeout: Duration,
+    /// Pause between worker passes.
+    pub interval: Duration,
+}
+
+impl WebhookSettings {
+    /// From the server settings; `Settings::validate` has already refused a bad schedule, so
+    /// one that still fails to parse (settings built in code) means the default schedule.
+    pub fn from_settings(s: &crate::Settings) -> Self {
+        let schedule = parse_schedule(&s.webhook_retry_schedule)
+            .or_else(|_| parse_schedule(DEFAULT_RETRY_SCHEDULE))
+            .unwrap_or_default();
+        Self {
+            allow_private_networks: s.webhook_allow_private_networks,
+            retry_schedule: schedule,
+            disable_after: Duration::from_secs(s.webhook_disable_after_seconds),
+            timeout: Duration::from_secs(s.webhook_timeout_seconds.max(1)),
+            interval: Duration::from_secs(s.webhook_worker_interval_seconds.max(1)),
+        }
+    }
+}
+
+/// WEBHOOK_RETRY_SCHEDULE's default: eight attempts over about 33 hours.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+/// Parses `5s,5m,30m,2h` (humantime durations, comma-separated; empty means no retries).
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| format!("WEBHOOK_RETRY_SCHEDULE: {s:?} is not a duration ({e})"))
+        })
+        .collect()
+}
+
+/// False for addresses a webhook must not reach unless private networks are allowed:
+/// unspecified, loopback, private (RFC 1918, ULA), link-local (cloud metadata lives at
+/// 169.254.169.254), carrier-grade NAT (Alibaba's metadata is 100.100.100.200), multicast,
+/// broadcast, documentation and reserved ranges — also when wrapped in IPv6.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            // NAT64 (64:ff9b::/96) and the deprecated IPv4-compatible form (::a.b.c.d) reach
+            // the embedded IPv4 address.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4]) || s[..6] == [0; 6] {
+                let o = v6.octets();
+                return is_public_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || o[0] >= 240) // reserved
+}
+
+/// Why a target URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnsafeTarget(pub String);
+
+/// Longest accepted target URL.
+pub const MAX_URL_CHARS: usize = 2048;
+
+/// Parses a target URL and checks its scheme and (unless `allow_private`) that every address
+/// it resolves to is public. Runs at registration and again before every delivery, since DNS
+/// answers can change; the worker's resolver also checks the addresses it connects to.
+pub async fn check_target(raw: &str, allow_private: bool) -> Result<reqwest::Url, UnsafeTarget> {
+    let refuse = |m: &str| Err(UnsafeTarget(m.to_owned()));
+    if raw.chars().count() > MAX_URL_CHARS {
+        return refuse("must be at most 2048 characters");
+    }
+    let Ok(url) = reqwest::Url::parse(raw.trim()) else {
+        return refuse("must be an absolute http or https URL");
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return refuse("must use https or http");
+    }
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+    else {
+        return refuse("must have a host");
+    };
+    if allow_private {
+        return Ok(url);
+    }
+    let private = "resolves to a loopback, private, link-local or metadata address; \
+                   such targets are refused (operators may set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true)";
+    // The URL parser has already normalised IP literals (`0x7f.1` is 127.0.0.1).
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return if is_public(ip) {
+            Ok(url)
+        } else {
+            refuse(private)
+        };
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await;
+    let addrs: Vec<_> = match lookup {
+        Ok(Ok(addrs)) => addrs.collect(),
+        _ => return refuse("host name does not resolve"),
+    };
+    if addrs.is_empty() {
+        refuse("host name does not resolve")
+    } else if addrs.iter().any(|a| !is_public(a.ip())) {
+        refuse(private)
+    } else {
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_metadata_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+            "255.255.255.255",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_are_checked_for_scheme_and_address() {
+        assert!(check_target("http://127.0.0.1/hook", false).await.is_err());
+        assert!(check_target("http://0x7f.1/hook", false).await.is_err());
+        assert!(check_target("http://[::1]:8080/", false).await.is_err());
+        assert!(check_target("http://localhost/", false).await.is_err());
+        assert!(check_target("ftp://93.184.216.34/", false).await.is_err());
+        assert!(check_target("not a url", false).await.is_err());
+        assert!(
+            check_target("https://93.184.216.34/hook", false)
+                .await
+                .is_ok()
+        );
+        assert!(check_target("http://127.0.0.1/hook", true).await.is_ok());
+    }
+
+    #[test]
+    fn schedules_parse_humantime_lists() {
+        let s = parse_schedule("5s, 5m,30m,2h,5h,10h,10h").unwrap();
+        assert_eq!(s.len(), 7);
+        assert_eq!(s[1], Duration::from_secs(300));
+        assert_eq!(parse_schedule("10ms").unwrap(), [Duration::from_millis(10)]);
+        assert!(parse_schedule("soon").is_err());
+        assert!(parse_schedule("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn event_types_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("appointment.deleted"), None);
+    }
+}
