@@ -12,24 +12,41 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tower::ServiceExt;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (router, key) = rt.block_on(async {
         let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
-        let app = agentd::build_app(agentd::Settings::for_database(url)).await.unwrap();
+        let app = agentd::build_app(agentd::Settings::for_database(url))
+            .await
+            .unwrap();
         let patch = OrgPatch {
             tier: Some(Tier::Custom),
-            rate_limit: Some(RateLimit { requests: 1_000_000, window_seconds: 1 }),
+            rate_limit: Some(RateLimit {
+                requests: 1_000_000,
+                window_seconds: 1,
+            }),
             ..OrgPatch::default()
         };
-        agentd::admin::create_org(&app.state.store, "bench", patch).await.unwrap();
+        agentd::admin::create_org(&app.state.store, "bench", patch)
+            .await
+            .unwrap();
         let org = OrgId::parse("bench").unwrap();
-        let req = agentd::admin::NewApiKey { name: "bench".into(), expires_at: None };
-        let key = agentd::admin::create_key(&app.state.store, &org, &req).await.unwrap().api_key;
+        let req = agentd::admin::NewApiKey {
+            name: "bench".into(),
+            expires_at: None,
+        };
+        let key = agentd::admin::create_key(&app.state.store, &org, &req)
+            .await
+            .unwrap()
+            .api_key;
         (app.router, key)
     });
     let chat = |session: uuid::Uuid| {
-        let body = serde_json::json!({"message": "Hello there", "session_id": session, "org_id": "bench"});
+        let body =
+            serde_json::json!({"message": "Hello there", "session_id": session, "org_id": "bench"});
         Request::post("/api/v1/chat")
             .header("x-api-key", &key)
             .header("content-type", "application/json")
@@ -39,7 +56,11 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("turn");
     group.bench_function("POST /api/v1/chat, new session each time", |b| {
         b.to_async(&rt).iter(|| async {
-            let res = router.clone().oneshot(chat(uuid::Uuid::new_v4())).await.unwrap();
+            let res = router
+                .clone()
+                .oneshot(chat(uuid::Uuid::new_v4()))
+                .await
+                .unwrap();
             assert_eq!(res.status(), 200);
         });
     });

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod docs;
 pub mod extract;
 pub mod ops;
+pub mod playground;
 pub mod problem;
 pub mod stream;
 pub mod tokens;
@@ -46,8 +47,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Builds the public, tenant and admin routers into one, with the OpenAPI document describing
 /// exactly what was mounted.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    // Deny by default: only `ops` is public; every tenant route passes `authenticate`, every
-    // admin route `require_admin`.
+    // Deny by default: only `ops` and the playground are public; every tenant route passes
+    // `authenticate`, every admin route `require_admin`.
     let tenant = tokens::router()
         .merge(chat::router())
         .merge(conversations::router())
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     ));
     let (routes, mut spec) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(ops::router())
+        .merge(playground::router())
         .merge(tenant)
         .merge(admin)
         .split_for_parts();

@@ -20,6 +20,7 @@ mod layers;
 mod offline;
 mod openapi;
 mod ops;
+mod playground;
 mod rate_limits;
 mod streaming;
 mod tokens;
