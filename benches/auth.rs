@@ -3,12 +3,13 @@
 //! (in-process, no sockets), plus the limiter on its own. Run with `cargo bench --bench auth`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agentd::domain::{OrgId, RateLimit, Tier};
-use agentd::orgs::OrgPatch;
+use agentd::domain::{OrgId, RateLimit};
 use agentd::rate_limit::OrgRateLimiter;
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
 use tower::ServiceExt;
 
 fn bench(c: &mut Criterion) {
@@ -16,35 +17,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (router, key) = rt.block_on(async {
-        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
-        let app = agentd::build_app(agentd::Settings::for_database(url))
-            .await
-            .unwrap();
-        // A quota large enough that the benchmark never hits 429.
-        let patch = OrgPatch {
-            tier: Some(Tier::Custom),
-            rate_limit: Some(RateLimit {
-                requests: 1_000_000,
-                window_seconds: 1,
-            }),
-            ..OrgPatch::default()
-        };
-        agentd::admin::create_org(&app.state.store, "bench", patch)
-            .await
-            .unwrap();
-        let org = OrgId::parse("bench").unwrap();
-        let req = agentd::admin::NewApiKey {
-            name: "bench".into(),
-            expires_at: None,
-        };
-        let key = agentd::admin::create_key(&app.state.store, &org, &req)
-            .await
-            .unwrap()
-            .api_key;
-        (app.router, key)
-    });
+    let (router, key, _dir) = common::app(&rt);
     let me = || {
         Request::get("/api/v1/me")
             .header("x-api-key", &key)

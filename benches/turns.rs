@@ -4,11 +4,11 @@
 //! `cargo bench --bench turns`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agentd::domain::{OrgId, RateLimit, Tier};
-use agentd::orgs::OrgPatch;
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
 use tower::ServiceExt;
 
 fn bench(c: &mut Criterion) {
@@ -16,34 +16,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (router, key) = rt.block_on(async {
-        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
-        let app = agentd::build_app(agentd::Settings::for_database(url))
-            .await
-            .unwrap();
-        let patch = OrgPatch {
-            tier: Some(Tier::Custom),
-            rate_limit: Some(RateLimit {
-                requests: 1_000_000,
-                window_seconds: 1,
-            }),
-            ..OrgPatch::default()
-        };
-        agentd::admin::create_org(&app.state.store, "bench", patch)
-            .await
-            .unwrap();
-        let org = OrgId::parse("bench").unwrap();
-        let req = agentd::admin::NewApiKey {
-            name: "bench".into(),
-            expires_at: None,
-        };
-        let key = agentd::admin::create_key(&app.state.store, &org, &req)
-            .await
-            .unwrap()
-            .api_key;
-        (app.router, key)
-    });
+    let (router, key, _dir) = common::app(&rt);
     let chat = |session: uuid::Uuid| {
         let body =
             serde_json::json!({"message": "Hello there", "session_id": session, "org_id": "bench"});

@@ -89,42 +89,37 @@ pub struct BusinessHours {
 }
 
 impl BusinessHours {
-    /// Monday to Friday, 09:00–17:00.
-    pub fn office_hours() -> Self {
-        let day = || {
-            vec![OpeningHours {
-                open: "09:00".into(),
-                close: "17:00".into(),
-            }]
+    /// 09:00–17:00 on the days `open` says, closed on the others.
+    fn nine_to_five(open: impl Fn(usize) -> bool) -> Self {
+        let day = |i| {
+            if open(i) {
+                vec![OpeningHours {
+                    open: "09:00".into(),
+                    close: "17:00".into(),
+                }]
+            } else {
+                Vec::new()
+            }
         };
         Self {
-            mon: day(),
-            tue: day(),
-            wed: day(),
-            thu: day(),
-            fri: day(),
-            sat: vec![],
-            sun: vec![],
+            mon: day(0),
+            tue: day(1),
+            wed: day(2),
+            thu: day(3),
+            fri: day(4),
+            sat: day(5),
+            sun: day(6),
         }
+    }
+
+    /// Monday to Friday, 09:00–17:00.
+    pub fn office_hours() -> Self {
+        Self::nine_to_five(|day| day < 5)
     }
 
     /// Every day, 09:00–17:00: the demo clinic, so a first try works on a weekend too.
     pub fn every_day() -> Self {
-        let day = || {
-            vec![OpeningHours {
-                open: "09:00".into(),
-                close: "17:00".into(),
-            }]
-        };
-        Self {
-            mon: day(),
-            tue: day(),
-            wed: day(),
-            thu: day(),
-            fri: day(),
-            sat: day(),
-            sun: day(),
-        }
+        Self::nine_to_five(|_| true)
     }
 
     fn days(&self) -> [(&'static str, &Vec<OpeningHours>); 7] {

@@ -68,15 +68,7 @@ impl JwtKeys {
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let claims = Claims {
-            sub: sub.to_owned(),
-            org: org.to_owned(),
-            iat: now.timestamp(),
-            exp: exp.timestamp(),
-            iss: ISSUER.to_owned(),
-            run: None,
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        self.sign(org, sub, None, now, exp)
     }
 
     /// Mints a stream token: reads the events of run `run` only (for browsers' EventSource,
@@ -89,13 +81,24 @@ impl JwtKeys {
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign(org, sub, Some(run), now, exp)
+    }
+
+    fn sign(
+        &self,
+        org: &str,
+        sub: &str,
+        run: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+        exp: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: sub.to_owned(),
             org: org.to_owned(),
             iat: now.timestamp(),
             exp: exp.timestamp(),
             iss: ISSUER.to_owned(),
-            run: Some(run),
+            run,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }

@@ -3,6 +3,8 @@
 //! pieces the conversations router shares: ownership checks, Idempotency-Key handling and the
 //! message views.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
@@ -15,6 +17,7 @@ use uuid::Uuid;
 
 use super::extract::Json;
 use crate::agent::model::{ToolCall, Usage};
+use crate::agent::runs::RunLog;
 use crate::agent::turn::{ToolCallRecord, TurnOutcome, TurnRequest};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -214,6 +217,49 @@ async fn post_chat(
     headers: HeaderMap,
     Json(body): Json<ChatRequest>,
 ) -> Result<axum::Json<ChatResponse>, ApiError> {
+    let turn = prepare_chat(&state, &principal, &headers, &body).await?;
+    let session_id = turn.conv.id;
+    let outcome = state
+        .agent
+        .run_turn_detached(turn.into_request(&principal, None))
+        .await?;
+    Ok(axum::Json(ChatResponse {
+        response: outcome.response.clone(),
+        session_id,
+        message_id: outcome.message_id,
+        metadata: TurnMetadata::of(&outcome),
+    }))
+}
+
+/// A turn ready to run: validated, authorised, its conversation found or created.
+pub struct PreparedTurn {
+    pub conv: Conversation,
+    pub message: MessageText,
+    pub idempotency: Option<(String, String)>,
+}
+
+impl PreparedTurn {
+    pub fn into_request(self, principal: &Principal, events: Option<Arc<RunLog>>) -> TurnRequest {
+        TurnRequest {
+            org: principal.org.clone(),
+            end_user: principal.end_user.clone(),
+            conversation_id: self.conv.id,
+            message: self.message,
+            idempotency: self.idempotency,
+            run_id: events.as_ref().map_or_else(Uuid::now_v7, |log| log.run_id),
+            events,
+        }
+    }
+}
+
+/// Validates a /chat body (every field error at once), checks the org, finds or creates the
+/// session and checks the caller may use it. Shared by /chat and /chat/stream.
+pub async fn prepare_chat(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &ChatRequest,
+) -> Result<PreparedTurn, ApiError> {
     let mut errors = Vec::new();
     let org = OrgId::parse(&body.org_id)
         .map_err(|e| errors.push(FieldError::new("org_id", e.0)))
@@ -221,20 +267,21 @@ async fn post_chat(
     let session = parse_uuid(&body.session_id)
         .map_err(|e| errors.push(FieldError::new("session_id", e.0)))
         .ok();
-    let message = MessageText::parse(
-        &body.message,
-        principal.org.settings.max_message_chars as usize,
-    )
-    .map_err(|e| errors.push(FieldError::new("message", e.0)))
-    .ok();
+    let message = message_text(principal, &body.message)
+        .map_err(|e| {
+            if let ApiError::Validation(mut f) = e {
+                errors.append(&mut f);
+            }
+        })
+        .ok();
     let (Some(org), Some(session), Some(message)) = (org, session, message) else {
         return Err(ApiError::Validation(errors));
     };
     if &org != principal.org_id() {
         return Err(ApiError::OrgMismatch);
     }
-    let idem = idempotency(
-        &headers,
+    let idempotency = idempotency(
+        headers,
         "chat",
         &[org.as_str(), &session.to_string(), message.as_str()],
     )?;
@@ -243,25 +290,12 @@ async fn post_chat(
         .store
         .ensure_session(&org, session, end_user, crate::store::now())
         .await?;
-    check_owner(&principal, &conv)?;
-    let outcome = state
-        .agent
-        .run_turn_detached(TurnRequest {
-            org: principal.org.clone(),
-            end_user: principal.end_user.clone(),
-            conversation_id: conv.id,
-            message,
-            idempotency: idem,
-            run_id: Uuid::now_v7(),
-            events: None,
-        })
-        .await?;
-    Ok(axum::Json(ChatResponse {
-        response: outcome.response.clone(),
-        session_id: conv.id,
-        message_id: outcome.message_id,
-        metadata: TurnMetadata::of(&outcome),
-    }))
+    check_owner(principal, &conv)?;
+    Ok(PreparedTurn {
+        conv,
+        message,
+        idempotency,
+    })
 }
 
 fn session_id(raw: &str) -> Result<Uuid, ApiError> {

@@ -12,9 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::admin::PageParams;
-use super::chat::{MessageView, TurnMetadata, idempotency, message_text, visible_conversation};
+use super::chat::{
+    MessageView, PreparedTurn, TurnMetadata, idempotency, message_text, visible_conversation,
+};
 use super::extract::{Json, Query};
-use crate::agent::turn::TurnRequest;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::parse_uuid;
@@ -337,29 +338,10 @@ async fn create_message(
     headers: HeaderMap,
     Json(body): Json<NewMessage>,
 ) -> Result<(StatusCode, axum::Json<AssistantReply>), ApiError> {
-    let id = conversation_id(&id)?;
-    let message = message_text(&principal, &body.message)?;
-    let conv = visible_conversation(&state, &principal, id).await?;
-    let idem = idempotency(
-        &headers,
-        "messages",
-        &[
-            principal.org_id().as_str(),
-            &conv.id.to_string(),
-            message.as_str(),
-        ],
-    )?;
+    let turn = prepare_message(&state, &principal, &headers, &id, &body).await?;
     let outcome = state
         .agent
-        .run_turn_detached(TurnRequest {
-            org: principal.org.clone(),
-            end_user: principal.end_user.clone(),
-            conversation_id: conv.id,
-            message,
-            idempotency: idem,
-            run_id: Uuid::now_v7(),
-            events: None,
-        })
+        .run_turn_detached(turn.into_request(&principal, None))
         .await?;
     let reply = AssistantReply {
         id: outcome.message_id,
@@ -387,6 +369,34 @@ async fn create_message(
         metadata: TurnMetadata::of(&outcome),
     };
     Ok((StatusCode::CREATED, axum::Json(reply)))
+}
+
+/// Validates a message for conversation `id` and checks the caller may post to it. Shared by
+/// the plain and the streaming endpoint.
+pub async fn prepare_message(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    id: &str,
+    body: &NewMessage,
+) -> Result<PreparedTurn, ApiError> {
+    let id = conversation_id(id)?;
+    let message = message_text(principal, &body.message)?;
+    let conv = visible_conversation(state, principal, id).await?;
+    let idempotency = idempotency(
+        headers,
+        "messages",
+        &[
+            principal.org_id().as_str(),
+            &conv.id.to_string(),
+            message.as_str(),
+        ],
+    )?;
+    Ok(PreparedTurn {
+        conv,
+        message,
+        idempotency,
+    })
 }
 
 /// List a conversation's messages, newest first.

@@ -23,18 +23,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::chat::{ChatRequest, TurnMetadata, check_owner, idempotency, visible_conversation};
-use super::conversations::NewMessage;
+use super::chat::{ChatRequest, PreparedTurn, TurnMetadata, check_owner, prepare_chat};
+use super::conversations::{NewMessage, prepare_message};
 use super::extract::{Json, Query};
 use super::problem::RequestId;
 use crate::agent::runs::{RunEvent, RunLog, RunStatus};
-use crate::agent::turn::TurnRequest;
 use crate::agent::word_chunks;
 use crate::app::AppState;
 use crate::auth::{Credential, Principal};
-use crate::domain::{MessageText, OrgId, parse_uuid};
-use crate::error::{ApiError, FieldError, Problem};
-use crate::store::conversations::Conversation;
+use crate::domain::parse_uuid;
+use crate::error::{ApiError, Problem};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -158,12 +156,11 @@ fn sse_response(state: &AppState, log: Arc<RunLog>, cursor: u64) -> Response {
 fn start_streamed_turn(
     state: &AppState,
     principal: &Principal,
-    conv: &Conversation,
-    message: MessageText,
-    idem: Option<(String, String)>,
+    turn: PreparedTurn,
     request_id: Option<String>,
     instance: String,
 ) -> Result<Response, ApiError> {
+    let conv = &turn.conv;
     let run_id = Uuid::now_v7();
     let end_user = principal.end_user.as_ref().map(|u| u.as_str().to_owned());
     let log = state.agent.runs.start(
@@ -195,15 +192,7 @@ fn start_streamed_turn(
     );
 
     let agent = state.agent.clone();
-    let req = TurnRequest {
-        org: principal.org.clone(),
-        end_user: principal.end_user.clone(),
-        conversation_id: conv.id,
-        message,
-        idempotency: idem,
-        run_id,
-        events: Some(Arc::clone(&log)),
-    };
+    let req = turn.into_request(principal, Some(Arc::clone(&log)));
     let task_log = Arc::clone(&log);
     state.tasks.spawn(async move {
         let log = task_log;
@@ -251,44 +240,14 @@ async fn post_chat_stream(
     request_id: Option<axum::Extension<RequestId>>,
     Json(body): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let mut errors = Vec::new();
-    let org = OrgId::parse(&body.org_id)
-        .map_err(|e| errors.push(FieldError::new("org_id", e.0)))
-        .ok();
-    let session = parse_uuid(&body.session_id)
-        .map_err(|e| errors.push(FieldError::new("session_id", e.0)))
-        .ok();
-    let message = MessageText::parse(
-        &body.message,
-        principal.org.settings.max_message_chars as usize,
-    )
-    .map_err(|e| errors.push(FieldError::new("message", e.0)))
-    .ok();
-    let (Some(org), Some(session), Some(message)) = (org, session, message) else {
-        return Err(ApiError::Validation(errors));
-    };
-    if &org != principal.org_id() {
-        return Err(ApiError::OrgMismatch);
-    }
-    let idem = idempotency(
-        &headers,
-        "chat",
-        &[org.as_str(), &session.to_string(), message.as_str()],
-    )?;
-    let end_user = principal.end_user.as_ref().map(|u| u.as_str());
-    let conv = state
-        .store
-        .ensure_session(&org, session, end_user, crate::store::now())
-        .await?;
-    check_owner(&principal, &conv)?;
+    let turn = prepare_chat(&state, &principal, &headers, &body).await?;
+    let instance = "/api/v1/chat/stream".to_owned();
     start_streamed_turn(
         &state,
         &principal,
-        &conv,
-        message,
-        idem,
+        turn,
         request_id.map(|r| r.0.0),
-        "/api/v1/chat/stream".to_owned(),
+        instance,
     )
 }
 
@@ -310,29 +269,12 @@ async fn post_message_stream(
     request_id: Option<axum::Extension<RequestId>>,
     Json(body): Json<NewMessage>,
 ) -> Result<Response, ApiError> {
-    let id = parse_uuid(&id).map_err(|e| ApiError::validation("id", e.0))?;
-    let message = MessageText::parse(
-        &body.message,
-        principal.org.settings.max_message_chars as usize,
-    )
-    .map_err(|e| ApiError::validation("message", e.0))?;
-    let conv = visible_conversation(&state, &principal, id).await?;
-    let idem = idempotency(
-        &headers,
-        "messages",
-        &[
-            principal.org_id().as_str(),
-            &conv.id.to_string(),
-            message.as_str(),
-        ],
-    )?;
+    let turn = prepare_message(&state, &principal, &headers, &id, &body).await?;
     let instance = format!("/api/v1/conversations/{id}/messages/stream");
     start_streamed_turn(
         &state,
         &principal,
-        &conv,
-        message,
-        idem,
+        turn,
         request_id.map(|r| r.0.0),
         instance,
     )
