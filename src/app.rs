@@ -172,6 +172,9 @@ fn model_from(settings: &Settings) -> Model {
     }
 }
 
+/// Sessions one sweep erases per organisation, at most (the rest wait for the next sweep).
+const SWEEP_BATCH: i64 = 500;
+
 /// Erases sessions idle past their organisation's TTL, and expired idempotency records.
 /// Returns how many sessions were erased.
 pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
@@ -186,7 +189,13 @@ pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
             );
             erased += state
                 .store
-                .sweep(&org.id, now - ttl, now - chrono::Duration::hours(24))
+                .sweep(
+                    &org.id,
+                    now - ttl,
+                    now - chrono::Duration::hours(24),
+                    now,
+                    SWEEP_BATCH,
+                )
                 .await?;
         }
         offset += 100;

@@ -272,7 +272,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             out(&format!(
                 "\nFirst run: created organisation \"demo\" with sample services.\n\
                  Its API key (shown only now, store it):\n\n    {key}\n\n\
-                 Try it:\n\n    curl -i http://{addr}/api/v1/me -H 'X-API-Key: {key}'\n"
+                 Try it:\n\n    curl -i http://{addr}/api/v1/me -H 'X-API-Key: {key}'\n\n\
+                 Or chat with the agent in your browser: http://{addr}/playground (paste the key).\n"
             ))?;
         }
     }

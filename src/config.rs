@@ -344,6 +344,13 @@ impl Settings {
         if self.provider() == LlmProvider::Openai && self.openai_api_key.is_none() {
             return Err("LLM_PROVIDER=openai needs OPENAI_API_KEY".into());
         }
+        if self.run_retention_seconds
+            < self.agent_turn_timeout_seconds + self.turn_queue_timeout_seconds
+        {
+            return Err(
+                "RUN_RETENTION_SECONDS must cover AGENT_TURN_TIMEOUT_SECONDS + TURN_QUEUE_TIMEOUT_SECONDS".into(),
+            );
+        }
         if !(1..=32).contains(&self.agent_max_steps) {
             return Err("AGENT_MAX_STEPS must be between 1 and 32".into());
         }

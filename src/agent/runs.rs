@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::domain::OrgId;
 
-/// Most events one run keeps; past it, text chunks are merged into the last one (nothing is
-/// lost, the stream just gets coarser).
+/// Most events one run keeps; past it, text chunks are withheld and readers rely on the
+/// final event's `response`, which always carries the whole reply.
 const MAX_EVENTS: usize = 4096;
 
 /// One server-sent event: `event: name`, `data: json`, `id: seq`.
@@ -56,8 +56,8 @@ pub struct RunLog {
     pub conversation_id: Uuid,
     pub started_at: DateTime<Utc>,
     state: Mutex<LogState>,
-    /// The number of events so far; readers wait on changes.
-    notify: watch::Sender<u64>,
+    /// (events so far, run over); readers wait on changes.
+    notify: watch::Sender<(u64, bool)>,
 }
 
 /// A snapshot of a run for `GET /runs/{id}`.
@@ -76,34 +76,18 @@ impl RunLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends an event; `data` gets `chunk`/`done` defaults if missing.
-    pub fn push(&self, name: &'static str, mut data: Value) {
-        if let Some(o) = data.as_object_mut() {
-            o.entry("chunk").or_insert_with(|| json!(""));
-            o.entry("done").or_insert(json!(false));
-            o.insert("run_id".into(), json!(self.run_id));
+    /// Appends an event; `data` gets `chunk`/`done`/`run_id` filled in. Past `MAX_EVENTS`,
+    /// text chunks are withheld (the final event's `response` still carries the whole text).
+    pub fn push(&self, name: &'static str, data: Value) {
+        let mut st = self.lock();
+        if st.events.len() >= MAX_EVENTS && name == "chunk" {
+            return;
         }
-        let count = {
-            let mut st = self.lock();
-            let merge = st.events.len() >= MAX_EVENTS && name == "chunk";
-            match st.events.last_mut() {
-                Some(last) if merge && last.name == "chunk" => {
-                    let more = data["chunk"].as_str().unwrap_or_default().to_owned();
-                    let joined =
-                        format!("{}{more}", last.data["chunk"].as_str().unwrap_or_default());
-                    last.data["chunk"] = json!(joined);
-                }
-                _ => {
-                    let seq = st.events.len() as u64 + 1;
-                    st.events.push(RunEvent { seq, name, data });
-                }
-            }
-            st.events.len() as u64
-        };
-        self.notify.send_replace(count);
+        self.append(&mut st, name, data);
     }
 
-    /// Marks the run finished with its final event.
+    /// Marks the run finished and appends its final event, atomically: a reader never sees
+    /// a finished run without its final event.
     pub fn finish(
         &self,
         status: RunStatus,
@@ -111,13 +95,23 @@ impl RunLog {
         data: Value,
         result: Option<Value>,
     ) {
-        {
-            let mut st = self.lock();
-            st.status = status;
-            st.finished_at = Some(crate::store::now());
-            st.result = result;
+        let mut st = self.lock();
+        st.status = status;
+        st.finished_at = Some(crate::store::now());
+        st.result = result;
+        self.append(&mut st, name, data);
+    }
+
+    fn append(&self, st: &mut LogState, name: &'static str, mut data: Value) {
+        if let Some(o) = data.as_object_mut() {
+            o.entry("chunk").or_insert_with(|| json!(""));
+            o.entry("done").or_insert(json!(false));
+            o.insert("run_id".into(), json!(self.run_id));
         }
-        self.push(name, data);
+        let seq = st.events.len() as u64 + 1;
+        st.events.push(RunEvent { seq, name, data });
+        self.notify
+            .send_replace((st.events.len() as u64, st.status != RunStatus::Running));
     }
 
     /// Events after `seq` and whether the run is over.
@@ -138,11 +132,11 @@ impl RunLog {
         }
     }
 
-    /// Waits until there are more than `seen` events (or the log is dropped).
+    /// Waits until there are more than `seen` events or the run is over.
     pub async fn wait_beyond(&self, seen: u64) {
         let mut rx = self.notify.subscribe();
         // `wait_for` checks the current value first, so no wake-up is missed.
-        let _ = rx.wait_for(|n| *n > seen).await;
+        let _ = rx.wait_for(|(n, over)| *n > seen || *over).await;
     }
 }
 
@@ -170,7 +164,7 @@ impl RunHub {
         end_user: Option<String>,
         conversation_id: Uuid,
     ) -> Arc<RunLog> {
-        let (notify, _) = watch::channel(0);
+        let (notify, _) = watch::channel((0, false));
         let log = Arc::new(RunLog {
             run_id,
             org_id,
@@ -222,17 +216,33 @@ mod tests {
     }
 
     #[test]
-    fn a_full_log_merges_chunks_instead_of_growing() {
+    fn a_full_log_stops_growing_but_still_takes_the_final_event() {
         let l = log();
         for _ in 0..MAX_EVENTS + 10 {
             l.push("chunk", json!({"chunk": "a"}));
         }
-        let (events, _) = l.after(0);
-        assert_eq!(events.len(), MAX_EVENTS);
-        assert_eq!(
-            events.last().unwrap().data["chunk"].as_str().unwrap().len(),
-            11
-        );
+        assert_eq!(l.after(0).0.len(), MAX_EVENTS);
+        l.finish(RunStatus::Completed, "done", json!({"done": true}), None);
+        let (events, over) = l.after(0);
+        assert!(over);
+        assert_eq!(events.len(), MAX_EVENTS + 1);
+        assert_eq!(events.last().unwrap().name, "done");
+    }
+
+    #[tokio::test]
+    async fn a_reader_past_the_end_is_released_when_the_run_ends() {
+        let l = log();
+        l.push("chunk", json!({"chunk": "x"}));
+        let waiter = {
+            let l = Arc::clone(&l);
+            async move { l.wait_beyond(99).await }
+        };
+        let finish = async { l.finish(RunStatus::Completed, "done", json!({"done": true}), None) };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(waiter, finish)
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -90,6 +90,20 @@ pub enum TurnError {
     Store(#[from] StoreError),
 }
 
+impl TurnError {
+    /// The stable problem code this failure is reported with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Busy => "TURN_IN_PROGRESS",
+            Self::NotFound => "NOT_FOUND",
+            Self::IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
+            Self::Timeout(_) | Self::Model(ModelError::Timeout) => "AGENT_TIMEOUT",
+            Self::Model(_) => "LLM_UPSTREAM_ERROR",
+            Self::Store(_) => "INTERNAL_ERROR",
+        }
+    }
+}
+
 /// Text the agent sends when it ran out of steps.
 const OUT_OF_STEPS: &str = "Sorry, I could not finish that request. Could you rephrase it?";
 
@@ -237,7 +251,12 @@ impl Agent {
             model: None,
             steps: 0,
             usage: Usage::default(),
-            error: Some(failure.to_string()),
+            // "CODE: cause": operators read the cause; the API shows clients only the code.
+            error: Some(format!(
+                "{}: {}",
+                failure.code(),
+                crate::error::cause_chain(&failure)
+            )),
             started_at,
             finished_at: crate::store::now(),
         };

@@ -357,6 +357,8 @@ pub struct RunView {
     pub model: Option<String>,
     pub steps: Option<i64>,
     pub total_tokens: Option<i64>,
+    /// For failed runs: the problem code (LLM_UPSTREAM_ERROR, AGENT_TIMEOUT, …).
+    #[schema(example = "LLM_UPSTREAM_ERROR")]
     pub error: Option<String>,
     /// For streamed runs still kept: the `done` event's data (response, message_id, metadata).
     pub result: Option<Value>,
@@ -397,7 +399,9 @@ async fn get_run(
             model: run.model,
             steps: Some(run.steps),
             total_tokens: Some(run.total_tokens),
-            error: run.error,
+            error: run
+                .error
+                .map(|e| e.split(':').next().unwrap_or_default().to_owned()),
             result: snap.and_then(|s| s.result),
         })),
         (None, Some(log), Some(snap)) => Ok(axum::Json(RunView {

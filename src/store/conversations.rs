@@ -631,26 +631,35 @@ impl Store {
         Ok(row.map(|(h, r)| (h, r.0)))
     }
 
-    /// Erases sessions of `org` idle since before `idle_before`, and idempotency records older
-    /// than `keys_before`. Returns the number of sessions erased.
+    /// Erases up to `batch` sessions of `org` idle since before `idle_before` — each through
+    /// [`Store::erase_conversation`], so what they left behind goes too and `session.deleted`
+    /// is recorded — and idempotency records older than `keys_before`. Returns the number of
+    /// sessions erased; a session whose turn is running is left for the next sweep.
     pub async fn sweep(
         &self,
         org: &OrgId,
         idle_before: DateTime<Utc>,
         keys_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        batch: i64,
     ) -> StoreResult<u64> {
-        let n = on_pool!(self, pool => {
-            let n = sqlx::query(
-                "DELETE FROM conversations WHERE org_id = $1 AND kind = 'session' AND updated_at < $2 \
-                 AND (lease_token IS NULL OR lease_expires_at < $2)")
-                .bind(org.as_str()).bind(idle_before)
-                .execute(pool).await?.rows_affected();
-            sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND created_at < $2")
-                .bind(org.as_str()).bind(keys_before)
-                .execute(pool).await?;
-            n
-        });
-        Ok(n)
+        let idle: Vec<Uuid> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE org_id = $1 AND kind = 'session' AND updated_at < $2 \
+             ORDER BY updated_at LIMIT $3")
+            .bind(org.as_str()).bind(idle_before).bind(batch)
+            .fetch_all(pool).await)?;
+        let mut erased = 0;
+        for id in idle {
+            match self.erase_conversation(org, id, now).await {
+                Ok(true) => erased += 1,
+                Ok(false) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        on_pool!(self, pool => sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND created_at < $2")
+            .bind(org.as_str()).bind(keys_before)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(erased)
     }
 
     pub async fn get_run(&self, org: &OrgId, id: Uuid) -> StoreResult<Option<StoredRun>> {

@@ -131,11 +131,15 @@ backend_test! {
         let session = Uuid::new_v4();
         let res = app.post("/api/v1/chat/stream").header("X-API-Key", &key)
             .json(&stream_body(session, "clinic", "Hello")).send().await.unwrap();
+        let run_id = res.headers()["x-run-id"].to_str().unwrap().to_owned();
         let events = parse_sse(&res.text().await.unwrap());
         let last = events.last().unwrap();
         assert_eq!((last.event.as_str(), last.data["done"].as_bool()), ("error", Some(true)));
         assert_eq!(last.data["error"]["code"], "LLM_UPSTREAM_ERROR");
         assert_eq!(last.data["error"]["status"], 502);
+        // The run record says it failed, with the code only: no provider details for clients.
+        let run: Value = app.get(&format!("/api/v1/runs/{run_id}")).header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
+        assert_eq!((run["status"].as_str(), run["error"].as_str()), (Some("failed"), Some("LLM_UPSTREAM_ERROR")));
         assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 0);
     }
 }
