@@ -370,13 +370,17 @@ impl Agent {
                 now,
             ));
             messages.push(call_msg);
-            for call in &tool_calls {
+            for (index, call) in tool_calls.iter().enumerate() {
                 let arguments = serde_json::from_str(&call.arguments)
                     .unwrap_or_else(|_| Value::String(call.arguments.clone()));
                 if let Some(log) = &req.events {
                     log.push("tool_call", serde_json::json!({ "id": call.id, "name": call.name, "arguments": arguments }));
                 }
-                let result = self.tools.run(&tool_ctx, call).await;
+                let effect_key = match &req.idempotency {
+                    Some((key, hash)) => format!("idem:{key}:{hash}:{step}:{index}:{}", call.name),
+                    None => call.id.clone(),
+                };
+                let result = self.tools.run(&tool_ctx, call, &effect_key).await;
                 if let Some(log) = &req.events {
                     log.push(
                         "tool_result",

@@ -216,6 +216,29 @@ backend_test! {
 }
 
 backend_test! {
+    async fn a_failed_turn_retried_with_its_idempotency_key_does_not_book_twice(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let args = json!({"service_id": "follow-up", "start": tomorrow_at(11),
+                          "customer_name": "Ana Silva", "customer_email": "ana@example.com"});
+        // The first attempt books, then the provider fails; the retry's model call gets
+        // fresh call ids, as real LLMs do.
+        mock.script([call("call_first", "create_appointment", args.clone()), Reply::Status(500),
+                     call("call_retry", "create_appointment", args), text("Booked.")]);
+        let session = Uuid::new_v4();
+        let send = || app.post("/api/v1/chat").header("X-API-Key", &key).header("Idempotency-Key", "book-ana")
+            .json(&json!({"message": "Book it", "session_id": session, "org_id": "clinic"})).send();
+        assert_eq!(problem(send().await.unwrap()).await.0, StatusCode::BAD_GATEWAY);
+        let retried: Value = send().await.unwrap().json().await.unwrap();
+        let result = &retried["metadata"]["tool_calls"][0]["result"];
+        assert!(result["confirmation_number"].as_str().unwrap().starts_with("APPT-"), "{retried}");
+        let list: Value = app.get("/api/v1/appointments").header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
+        assert_eq!(list["total"], 1, "one booking, not two");
+        assert_eq!(list["items"][0]["confirmation_number"], result["confirmation_number"]);
+    }
+}
+
+backend_test! {
     async fn twenty_concurrent_messages_to_one_session_never_interleave(backend: Backend) {
         let (app, _mock) = app_with_mock(backend, |_| {}).await;
         let key = booking_org(&app, "clinic", json!({"tier": "custom", "rate_limit": {"requests": 1000, "window_seconds": 60}})).await;

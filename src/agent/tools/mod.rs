@@ -2,8 +2,10 @@
 //! (derived from its Rust argument type) and an async `call`. Arguments are validated before
 //! the call; an unknown or disabled tool, malformed arguments or a failed call become a tool
 //! error the model sees (`{"error": "…"}`) and can recover from — never an HTTP error.
-//! Side-effecting tools run at most once per tool-call id: their result is recorded and a
-//! repeated call (a retried turn) gets the recorded result.
+//! Side-effecting tools run at most once per effect key: their result is recorded and a
+//! repeated call (a retried turn) gets the recorded result. The key is the tool-call id, or,
+//! for a turn sent with an Idempotency-Key, the key plus the call's place in the turn — an LLM
+//! gives a retried turn new call ids, but the same key and place mean the same action.
 
 pub mod booking;
 pub mod tasks;
@@ -142,14 +144,19 @@ impl ToolRegistry {
     }
 
     /// Runs one call; the result is what the model reads next (`{"error": …}` on failure).
-    pub async fn run(&self, ctx: &ToolContext<'_>, call: &ToolCall) -> Value {
-        match self.try_run(ctx, call).await {
+    pub async fn run(&self, ctx: &ToolContext<'_>, call: &ToolCall, effect_key: &str) -> Value {
+        match self.try_run(ctx, call, effect_key).await {
             Ok(v) => v,
             Err(e) => json!({ "error": e.0 }),
         }
     }
 
-    async fn try_run(&self, ctx: &ToolContext<'_>, call: &ToolCall) -> ToolResult {
+    async fn try_run(
+        &self,
+        ctx: &ToolContext<'_>,
+        call: &ToolCall,
+        effect_key: &str,
+    ) -> ToolResult {
         let enabled = ctx
             .org
             .settings
@@ -173,7 +180,11 @@ impl ToolRegistry {
                 .map_err(|e| ToolError(format!("arguments are not valid JSON: {e}")))?
         };
         if tool.side_effect() {
-            if let Some(done) = ctx.store.tool_effect(ctx.conversation_id, &call.id).await? {
+            if let Some(done) = ctx
+                .store
+                .tool_effect(ctx.conversation_id, effect_key)
+                .await?
+            {
                 return Ok(done);
             }
         }
@@ -183,13 +194,22 @@ impl ToolRegistry {
         if tool.side_effect() {
             match ctx
                 .store
-                .record_tool_effect(ctx.conversation_id, &call.id, &call.name, &result, ctx.now)
+                .record_tool_effect(
+                    ctx.conversation_id,
+                    effect_key,
+                    &call.name,
+                    &result,
+                    ctx.now,
+                )
                 .await
             {
                 Ok(()) => {}
                 // Another run of the same call recorded first: its result is the one that stands.
                 Err(crate::store::StoreError::Conflict(_)) => {
-                    if let Some(done) = ctx.store.tool_effect(ctx.conversation_id, &call.id).await?
+                    if let Some(done) = ctx
+                        .store
+                        .tool_effect(ctx.conversation_id, effect_key)
+                        .await?
                     {
                         return Ok(done);
                     }
