@@ -78,6 +78,10 @@ impl EndUserId {
         if s.chars().any(char::is_control) {
             return Err(invalid("must not contain control characters"));
         }
+        // `session:` and `key:` name owners that are not end users (see tools and stream tokens).
+        if s.starts_with("session:") || s.starts_with("key:") {
+            return Err(invalid("must not start with session: or key:"));
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -102,16 +106,31 @@ impl MessageText {
             return Err(invalid("must not contain NUL or control characters"));
         }
         // Strip every tag but keep the text: ammonia with an empty allow-list. It escapes
-        // `<`, `>` and `&` in what remains, which would change the user's words, so undo that.
-        let cleaned = ammonia::Builder::empty().clean(raw).to_string();
-        let unescaped = cleaned
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&nbsp;", "\u{a0}")
-            .replace("&amp;", "&");
-        let text: String = unescaped.trim().nfc().collect();
+        // `<`, `>` and `&` in what remains, which would change the user's words, so undo that —
+        // and repeat until nothing changes, or `&lt;img onerror=…&gt;` would come out of the
+        // unescaping as a live tag.
+        let mut text = raw.to_owned();
+        let mut settled = false;
+        for _ in 0..4 {
+            let cleaned = ammonia::Builder::empty()
+                .clean(&text)
+                .to_string()
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&nbsp;", "\u{a0}")
+                .replace("&amp;", "&");
+            if cleaned == text {
+                settled = true;
+                break;
+            }
+            text = cleaned;
+        }
+        if !settled {
+            return Err(invalid("must not contain (encoded) HTML markup"));
+        }
+        let text: String = text.trim().nfc().collect();
         let n = text.chars().count();
         if n == 0 {
             return Err(invalid("must not be empty"));
@@ -258,6 +277,24 @@ mod tests {
     fn message_text_strips_tags_but_keeps_text_and_symbols() {
         let m = MessageText::parse("<b>Hi</b> <script>alert(1)</script>a < b & c", 100).unwrap();
         assert_eq!(m.as_str(), "Hi a < b & c");
+    }
+
+    #[test]
+    fn message_text_strips_tags_hidden_in_entities() {
+        for sneaky in [
+            "&lt;img src=x onerror=alert(1)&gt;hi",
+            "&amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt;hi",
+        ] {
+            let m = MessageText::parse(sneaky, 200).map(|m| m.as_str().to_owned());
+            assert!(
+                m.as_ref().is_err() || !m.as_ref().unwrap().contains('<'),
+                "{sneaky:?} → {m:?}"
+            );
+        }
+        assert_eq!(
+            MessageText::parse("1 < 2 and 3 > 2", 50).unwrap().as_str(),
+            "1 < 2 and 3 > 2"
+        );
     }
 
     #[test]

@@ -151,7 +151,9 @@ impl RunHub {
     pub fn new(retention: Duration) -> Self {
         Self {
             runs: moka::sync::Cache::builder()
-                .max_capacity(50_000)
+                // A run keeps up to MAX_EVENTS small events; this bounds the worst case to a
+                // few GiB while leaving room for far more concurrent streams than 2 cores serve.
+                .max_capacity(5_000)
                 .time_to_idle(retention)
                 .build(),
         }

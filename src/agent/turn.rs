@@ -378,7 +378,10 @@ impl Agent {
                 }
                 let effect_key = match &req.idempotency {
                     Some((key, hash)) => format!("idem:{key}:{hash}:{step}:{index}:{}", call.name),
-                    None => call.id.clone(),
+                    // Scoped to this turn's place in the conversation: a retried turn has the
+                    // same place, while a provider that numbers calls per response (`call_0`)
+                    // does not make later turns look like repeats.
+                    None => format!("{}:{}", conv.last_seq + 1, call.id),
                 };
                 let result = self.tools.run(&tool_ctx, call, &effect_key).await;
                 if let Some(log) = &req.events {

@@ -25,6 +25,9 @@ use crate::store::Store;
 /// How often, at most, a key's `last_used_at` is written.
 const TOUCH_INTERVAL_SECONDS: i64 = 60;
 
+/// argon2 verifications running at once, at most.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+
 /// One message for every bad key, so a caller cannot probe which prefixes exist.
 const BAD_KEY: &str = "The API key is missing, malformed, unknown, revoked or expired.";
 
@@ -82,6 +85,9 @@ pub struct Authenticator {
     jwt: jwt::JwtKeys,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
+    /// Bounds concurrent argon2 verifications (each takes ~19 MiB and tens of ms of CPU), so a
+    /// burst of uncached or wrong keys queues instead of exhausting memory.
+    verifications: Arc<tokio::sync::Semaphore>,
 }
 
 impl Authenticator {
@@ -105,6 +111,7 @@ impl Authenticator {
             jwt,
             metrics,
             tasks,
+            verifications: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
         }
     }
 
@@ -156,6 +163,11 @@ impl Authenticator {
         if cred.revoked_at.is_some() || cred.expires_at.is_some_and(|e| e <= now) {
             return Err(ApiError::Unauthorized(BAD_KEY));
         }
+        let _permit = self
+            .verifications
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
         self.metrics.api_key_verifications.inc();
         let (plaintext, hash) = (presented.to_owned(), cred.secret_hash);
         // argon2 takes tens of milliseconds of CPU: keep it off the async workers.

@@ -50,6 +50,8 @@ pub struct ChatRequest {
 /// What the turn did, beside the reply.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TurnMetadata {
+    /// Id of the assistant's reply message.
+    pub message_id: Uuid,
     /// COLLECT_SERVICE, COLLECT_DATETIME, COLLECT_CONTACT, CONFIRM, COMPLETE or IDLE.
     #[schema(example = "COLLECT_SERVICE")]
     pub current_state: &'static str,
@@ -65,6 +67,7 @@ pub struct TurnMetadata {
 impl TurnMetadata {
     pub fn of(o: &TurnOutcome) -> Self {
         Self {
+            message_id: o.message_id,
             current_state: o.current_state(),
             message_count: o.message_count,
             tool_calls: o.tool_calls.clone(),
@@ -167,8 +170,11 @@ pub fn check_owner(p: &Principal, conv: &Conversation) -> Result<(), ApiError> {
 }
 
 /// The `Idempotency-Key` header with a fingerprint of what it is used for.
+/// Keys are scoped to the caller (the end user, or the API key's organisation as a whole), so
+/// two widgets that both number their requests `msg-1` do not collide.
 pub fn idempotency(
     headers: &HeaderMap,
+    principal: &Principal,
     route: &str,
     parts: &[&str],
 ) -> Result<Option<(String, String)>, ApiError> {
@@ -189,7 +195,11 @@ pub fn idempotency(
         h.update(part.as_bytes());
     }
     let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Some((key.to_owned(), hash)))
+    let scoped = match &principal.end_user {
+        Some(user) => format!("user:{}:{key}", user.as_str()),
+        None => format!("org:{key}"),
+    };
+    Ok(Some((scoped, hash)))
 }
 
 /// A message validated against the org's limits.
@@ -282,6 +292,7 @@ pub async fn prepare_chat(
     }
     let idempotency = idempotency(
         headers,
+        principal,
         "chat",
         &[org.as_str(), &session.to_string(), message.as_str()],
     )?;

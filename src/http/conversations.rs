@@ -311,11 +311,15 @@ async fn delete_conversation(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let conv = visible_conversation(&state, &principal, conversation_id(&id)?).await?;
-    state
+    match state
         .store
         .soft_delete_conversation(principal.org_id(), conv.id, crate::store::now())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::store::StoreError::Conflict(_)) => Err(ApiError::TurnInProgress),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Send a message: runs an agent turn and returns the assistant's reply. Accepts
@@ -385,6 +389,7 @@ pub async fn prepare_message(
     let conv = visible_conversation(state, principal, id).await?;
     let idempotency = idempotency(
         headers,
+        principal,
         "messages",
         &[
             principal.org_id().as_str(),

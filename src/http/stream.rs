@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -153,7 +153,7 @@ fn sse_response(state: &AppState, log: Arc<RunLog>, cursor: u64) -> Response {
 }
 
 /// Starts a streamed turn and answers with its event stream.
-fn start_streamed_turn(
+async fn start_streamed_turn(
     state: &AppState,
     principal: &Principal,
     turn: PreparedTurn,
@@ -161,6 +161,20 @@ fn start_streamed_turn(
     instance: String,
 ) -> Result<Response, ApiError> {
     let conv = &turn.conv;
+    // A reused Idempotency-Key with another body is refused as an ordinary problem, before
+    // the stream starts (the turn would only find out after the 200 was sent).
+    if let Some((key, hash)) = &turn.idempotency {
+        let since = crate::store::now() - chrono::Duration::hours(24);
+        if let Some((stored, _)) = state
+            .store
+            .idempotent_response(principal.org_id(), key, since)
+            .await?
+        {
+            if &stored != hash {
+                return Err(ApiError::IdempotencyMismatch);
+            }
+        }
+    }
     let run_id = Uuid::now_v7();
     let end_user = principal.end_user.as_ref().map(|u| u.as_str().to_owned());
     let log = state.agent.runs.start(
@@ -196,7 +210,17 @@ fn start_streamed_turn(
     let task_log = Arc::clone(&log);
     state.tasks.spawn(async move {
         let log = task_log;
-        match agent.run_turn(req).await {
+        // A panic must still end the stream (with INTERNAL_ERROR), or its readers would wait
+        // on keep-alives forever.
+        let outcome = std::panic::AssertUnwindSafe(agent.run_turn(req))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::agent::turn::TurnError::Store(crate::store::StoreError::Corrupt(
+                    "the turn panicked".to_owned(),
+                )))
+            });
+        match outcome {
             Ok(outcome) => {
                 // A replayed (idempotent) turn produced no deltas: send its text now, so
                 // readers of `chunk` alone still get the reply.
@@ -249,6 +273,7 @@ async fn post_chat_stream(
         request_id.map(|r| r.0.0),
         instance,
     )
+    .await
 }
 
 /// `POST /api/v1/conversations/{id}/messages` as Server-Sent Events (see /chat/stream).
@@ -278,6 +303,7 @@ async fn post_message_stream(
         request_id.map(|r| r.0.0),
         instance,
     )
+    .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

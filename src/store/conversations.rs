@@ -334,21 +334,34 @@ impl Store {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let n = on_pool!(self, pool => {
+        let (n, exists) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
                 "UPDATE conversations SET deleted_at = $3, updated_at = $3 \
-                 WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL")
+                 WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL \
+                 AND (lease_token IS NULL OR lease_expires_at < $3)")
                 .bind(id).bind(org.as_str()).bind(now)
                 .execute(&mut *tx).await?.rows_affected();
-            if n > 0 {
+            let exists = if n > 0 {
                 sqlx::query("UPDATE messages SET deleted_at = $2 WHERE conversation_id = $1 AND deleted_at IS NULL")
                     .bind(id).bind(now)
                     .execute(&mut *tx).await?;
-            }
+                false
+            } else {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM conversations WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL")
+                    .bind(id).bind(org.as_str())
+                    .fetch_one(&mut *tx).await? > 0
+            };
             tx.commit().await?;
-            n
+            (n, exists)
         });
+        if exists {
+            // Deleting under a running turn would let it commit into a deleted conversation.
+            return Err(StoreError::Conflict(
+                "a turn of this conversation is running".to_owned(),
+            ));
+        }
         Ok(n > 0)
     }
 

@@ -105,6 +105,15 @@ pub struct Task {
 
 const TASK_COLUMNS: &str = "id, title, description, status, created_at, completed_at";
 
+/// Whose appointments a chat may act on.
+#[derive(Debug, Clone, Copy)]
+pub enum AppointmentScope<'a> {
+    /// An end user (token caller): their own bookings, whichever conversation made them.
+    EndUser(&'a str),
+    /// An API-key session: bookings made in this conversation.
+    Conversation(Uuid),
+}
+
 /// Filters for listing appointments.
 #[derive(Debug, Default)]
 pub struct AppointmentFilter<'a> {
@@ -158,6 +167,28 @@ impl Store {
             tx.commit().await?;
             Ok(appt)
         })
+    }
+
+    /// An appointment as a chat may see it: an end user's own bookings, or for API-key
+    /// sessions (anonymous visitors) those made in the same conversation. Anything else is
+    /// `None`, exactly like an unknown number, so numbers cannot be probed.
+    pub async fn get_appointment_scoped(
+        &self,
+        org: &OrgId,
+        confirmation: &str,
+        scope: &AppointmentScope<'_>,
+    ) -> StoreResult<Option<Appointment>> {
+        let (user, conversation) = match scope {
+            AppointmentScope::EndUser(u) => (Some(*u), None),
+            AppointmentScope::Conversation(c) => (None, Some(*c)),
+        };
+        let sql = format!(
+            "SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND confirmation_number = $2 \
+             AND (end_user = $3 OR conversation_id = $4)"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(org.as_str()).bind(confirmation).bind(user).bind(conversation)
+            .fetch_optional(pool).await)?)
     }
 
     pub async fn get_appointment(

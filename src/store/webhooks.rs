@@ -513,13 +513,18 @@ impl Store {
             chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::MAX);
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            let owned = sqlx::query(
                 "UPDATE webhook_deliveries SET status = $3, attempts = $4, \
                  next_attempt_at = COALESCE($5, next_attempt_at), locked_until = NULL, lock_token = NULL, \
                  updated_at = $6 WHERE id = $1 AND lock_token = $2")
                 .bind(due.id).bind(due.lock_token).bind(status).bind(attempt)
                 .bind(result.next_retry_at).bind(now)
-                .execute(&mut *tx).await?;
+                .execute(&mut *tx).await?.rows_affected();
+            if owned == 0 {
+                // The lease was lost: what we did must not be recorded as this row's attempt.
+                tx.rollback().await?;
+                return Err(StoreError::Conflict("delivery lease lost".to_owned()));
+            }
             let line: DeliveryAttempt = sqlx::query_as(&log)
                 .bind(Uuid::now_v7()).bind(due.webhook_id).bind(due.id).bind(&due.org_id)
                 .bind(due.event_id).bind(&due.event_type).bind(attempt).bind(result.outcome.as_str())

@@ -223,7 +223,10 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
                 || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[0] == 0x2002 // 6to4: embeds an IPv4 address
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: embeds an IPv4 address
+                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64, local-use prefix included
         }
     }
 }

@@ -103,10 +103,13 @@ impl Worker {
         &self.settings
     }
 
-    /// How long a claimed delivery stays ours: the attempt's timeout plus a margin, so a slow
-    /// attempt finishes (and records itself) before anyone else may take the row.
+    /// How long a claimed batch stays ours: every wave of `CONCURRENCY` attempts may take the
+    /// attempt timeout plus the address check, so the last one finishes (and records itself)
+    /// before anyone else may take its row; plus a margin.
     pub fn lease(&self) -> Duration {
-        self.settings.timeout * 2 + Duration::from_secs(30)
+        let batch = usize::try_from(BATCH).unwrap_or(usize::MAX);
+        let waves = u32::try_from(batch.div_ceil(CONCURRENCY)).unwrap_or(u32::MAX);
+        (self.settings.timeout + Duration::from_secs(5)) * waves + Duration::from_secs(30)
     }
 
     /// Delivers everything due now.
@@ -119,8 +122,9 @@ impl Worker {
     /// timestamp is always the real clock (receivers check it against theirs).
     pub async fn run_once_at(&self, now: DateTime<Utc>) -> Result<RunStats, StoreError> {
         let mut stats = RunStats::default();
-        let lease_until = now + to_chrono(self.lease());
         for _ in 0..MAX_BATCHES {
+            // Each batch's lease runs from when it is claimed (earlier batches took time).
+            let lease_until = now.max(crate::store::now()) + to_chrono(self.lease());
             let due = self.store.claim_deliveries(now, lease_until, BATCH).await?;
             let claimed = due.len();
             let results: Vec<_> = futures_util::stream::iter(due)
@@ -129,7 +133,12 @@ impl Worker {
                 .collect()
                 .await;
             for r in results {
-                let (line, disabled) = r?;
+                let (line, disabled) = match r {
+                    Ok(done) => done,
+                    // Our lease ran out and another worker owns the row now: its attempt counts.
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(e) => return Err(e),
+                };
                 match line.outcome.as_str() {
                     "delivered" => stats.delivered += 1,
                     "retry_scheduled" => stats.retrying += 1,

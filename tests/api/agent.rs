@@ -190,15 +190,15 @@ backend_test! {
         let key = booking_org(&app, "clinic", json!({})).await;
         let args = json!({"service_id": "general-consultation", "start": tomorrow_at(10),
                           "customer_name": "John Doe", "customer_email": "john@example.com", "customer_phone": "555-1234"});
-        // The same call id twice (a retried turn): one booking, the same confirmation.
-        mock.script([call("call_book", "create_appointment", args.clone()), text("Booked."),
-                     call("call_book", "create_appointment", args.clone()), text("Booked again?")]);
+        // A turn books, then fails; its retry makes the same call (same id, as the offline
+        // model does): one booking, and the retry gets the recorded result.
+        mock.script([call("call_book", "create_appointment", args.clone()), Reply::Status(500),
+                     call("call_book", "create_appointment", args.clone()), text("Booked.")]);
         let session = Uuid::new_v4();
-        let a: Value = app.chat(&key, "clinic", session, "Book it").await.json().await.unwrap();
+        assert_eq!(problem(app.chat(&key, "clinic", session, "Book it").await).await.0, StatusCode::BAD_GATEWAY);
         let b: Value = app.chat(&key, "clinic", session, "Book it").await.json().await.unwrap();
-        let first = &a["metadata"]["tool_calls"][0]["result"];
-        assert!(first["confirmation_number"].as_str().unwrap().starts_with("APPT-"), "{a}");
-        assert_eq!(first, &b["metadata"]["tool_calls"][0]["result"]);
+        let first = &b["metadata"]["tool_calls"][0]["result"];
+        assert!(first["confirmation_number"].as_str().unwrap().starts_with("APPT-"), "{b}");
 
         // Another conversation asking for an overlapping slot is refused by the database.
         let overlapping = json!({"service_id": "extended-session", "start": tomorrow_at(9).replace(":00", ":45"),
@@ -235,6 +235,55 @@ backend_test! {
         let list: Value = app.get("/api/v1/appointments").header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
         assert_eq!(list["total"], 1, "one booking, not two");
         assert_eq!(list["items"][0]["confirmation_number"], result["confirmation_number"]);
+    }
+}
+
+backend_test! {
+    async fn a_chat_can_only_touch_its_own_bookings(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let args = json!({"service_id": "follow-up", "start": tomorrow_at(15),
+                          "customer_name": "Ana Silva", "customer_email": "ana@example.com", "customer_phone": "555"});
+        mock.script([call("b1", "create_appointment", args), text("Booked.")]);
+        let booked: Value = app.chat(&key, "clinic", Uuid::new_v4(), "Book it").await.json().await.unwrap();
+        let number = booked["metadata"]["tool_calls"][0]["result"]["confirmation_number"].as_str().unwrap().to_owned();
+
+        // Another visitor's session (same API key) cannot read, cancel or move it…
+        let by_number = json!({"confirmation_number": number});
+        mock.script([
+            call("x1", "get_appointment", by_number.clone()),
+            call("x2", "cancel_appointment", by_number.clone()),
+            call("x3", "reschedule_appointment", json!({"confirmation_number": number, "start": tomorrow_at(16)})),
+            text("Sorry."),
+        ]);
+        let other: Value = app.chat(&key, "clinic", Uuid::new_v4(), "cancel it").await.json().await.unwrap();
+        for c in other["metadata"]["tool_calls"].as_array().unwrap() {
+            assert!(c["result"]["error"].as_str().unwrap().contains("no appointment"), "{c}");
+            assert!(!c["result"].to_string().contains("Ana"), "leaked: {c}");
+        }
+        // …nor can an end user who did not make it.
+        let bob = app.mint_token(&key, "bob").await;
+        mock.script([call("y1", "cancel_appointment", by_number), text("Sorry.")]);
+        let res = app.post("/api/v1/chat").bearer_auth(&bob)
+            .json(&json!({"message": "cancel", "session_id": Uuid::new_v4(), "org_id": "clinic"})).send().await.unwrap();
+        let r: Value = res.json().await.unwrap();
+        assert!(r["metadata"]["tool_calls"][0]["result"]["error"].is_string(), "{r}");
+        let appt: Value = app.get(&format!("/api/v1/appointments/{number}")).header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
+        assert_eq!(appt["status"], "booked");
+    }
+}
+
+backend_test! {
+    async fn idempotency_keys_are_scoped_to_the_caller(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |_| {}).await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        for user in ["alice", "bob"] {
+            let token = app.mint_token(&key, user).await;
+            let res = app.post("/api/v1/chat").bearer_auth(&token).header("Idempotency-Key", "msg-1")
+                .json(&json!({"message": format!("hi from {user}"), "session_id": Uuid::new_v4(), "org_id": "clinic"}))
+                .send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{user}: two widgets may both say msg-1");
+        }
     }
 }
 
@@ -365,10 +414,16 @@ backend_test! {
             tokio::time::sleep(Duration::from_millis(300)).await;
             app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap()
         };
-        let (turn, erase) = tokio::join!(turn, erase);
+        let soft_delete = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            app.client.delete(app.url(&format!("/api/v1/conversations/{session}"))).header("X-API-Key", &key).send().await.unwrap()
+        };
+        let (turn, erase, soft_delete) = tokio::join!(turn, erase, soft_delete);
         assert_eq!(turn.status(), StatusCode::OK);
-        let (status, body) = problem(erase).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("TURN_IN_PROGRESS")));
+        for refused in [erase, soft_delete] {
+            let (status, body) = problem(refused).await;
+            assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("TURN_IN_PROGRESS")));
+        }
         let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
     }

@@ -237,7 +237,14 @@ backend_test! {
         assert_eq!(a.last().unwrap().data["message_id"], b.last().unwrap().data["message_id"]);
         let chunks: String = b.iter().filter(|e| e.event == "chunk").map(|e| e.data["chunk"].as_str().unwrap()).collect();
         assert_eq!(chunks, b.last().unwrap().data["response"].as_str().unwrap());
+        assert_eq!(b.last().unwrap().data["metadata"]["message_id"], b.last().unwrap().data["message_id"]);
         assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 2);
+
+        // The same key with another message is refused up front, as a problem, not a stream.
+        let res = app.post("/api/v1/chat/stream").header("X-API-Key", &key).header("Idempotency-Key", "k-1")
+            .json(&stream_body(session, "clinic", "Something else")).send().await.unwrap();
+        let (status, body) = problem(res).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("IDEMPOTENCY_MISMATCH")));
     }
 }
 

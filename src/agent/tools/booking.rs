@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 
 use super::{Tool, ToolContext, ToolError, ToolResult, define_tool};
 use crate::orgs::{OpeningHours, Service};
-use crate::store::tools::{Appointment, BookingError, NewAppointment, SLOT_MINUTES};
+use crate::store::tools::{
+    Appointment, AppointmentScope, BookingError, NewAppointment, SLOT_MINUTES,
+};
 
 pub fn tools() -> Vec<Arc<dyn Tool>> {
     vec![
@@ -335,16 +337,30 @@ async fn create_appointment(ctx: &ToolContext<'_>, a: CreateArgs) -> ToolResult 
     Ok(appointment_json(&appt, tz))
 }
 
+/// Whose bookings this chat may look up or change: see [`AppointmentScope`].
+fn scope<'a>(ctx: &'a ToolContext<'_>) -> AppointmentScope<'a> {
+    match ctx.end_user {
+        Some(u) => AppointmentScope::EndUser(u.as_str()),
+        None => AppointmentScope::Conversation(ctx.conversation_id),
+    }
+}
+
+/// The booking `c`, if this chat may act on it; otherwise the same error as an unknown number.
+async fn own_appointment(ctx: &ToolContext<'_>, c: &str) -> Result<Appointment, ToolError> {
+    ctx.store
+        .get_appointment_scoped(&ctx.org.id, c, &scope(ctx))
+        .await?
+        .ok_or_else(|| booking_error(BookingError::NotFound(c.to_owned())))
+}
+
 async fn get_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
-    match ctx.store.get_appointment(&ctx.org.id, &c).await? {
-        Some(appt) => Ok(appointment_json(&appt, tz(ctx))),
-        None => Err(booking_error(BookingError::NotFound(c))),
-    }
+    Ok(appointment_json(&own_appointment(ctx, &c).await?, tz(ctx)))
 }
 
 async fn cancel_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
+    own_appointment(ctx, &c).await?;
     let appt = ctx
         .store
         .cancel_appointment(&ctx.org.id, &c, ctx.now)
@@ -356,11 +372,7 @@ async fn cancel_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolR
 async fn reschedule_appointment(ctx: &ToolContext<'_>, a: RescheduleArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
     let tz = tz(ctx);
-    let current = ctx
-        .store
-        .get_appointment(&ctx.org.id, &c)
-        .await?
-        .ok_or_else(|| booking_error(BookingError::NotFound(c.clone())))?;
+    let current = own_appointment(ctx, &c).await?;
     let start = parse_local(&a.start, tz)?;
     let end = check_bookable(
         ctx,
