@@ -296,9 +296,9 @@ impl Agent {
         let mut state = conv.state.0.clone();
         let mut model_name = String::new();
         let tool_ctx = ToolContext {
-            store: &self.store,
-            org,
-            end_user: req.end_user.as_ref(),
+            store: self.store.clone(),
+            org: Arc::clone(org),
+            end_user: req.end_user.clone(),
             conversation_id: conv.id,
             now: started_at,
         };
@@ -383,7 +383,15 @@ impl Agent {
                     // does not make later turns look like repeats.
                     None => format!("{}:{}", conv.last_seq + 1, call.id),
                 };
-                let result = self.tools.run(&tool_ctx, call, &effect_key).await;
+                // Its own tracked task: a turn timeout (or shutdown) dropping this turn cannot
+                // cut a call between its side effect and the record that makes it happen once.
+                let result = {
+                    let (tools, ctx, call) = (self.tools.clone(), tool_ctx.clone(), call.clone());
+                    self.tasks
+                        .spawn(async move { tools.run(&ctx, &call, &effect_key).await })
+                        .await
+                        .unwrap_or_else(|_| serde_json::json!({ "error": "the tool failed" }))
+                };
                 if let Some(log) = &req.events {
                     log.push(
                         "tool_result",

@@ -92,11 +92,11 @@ define_tool!(CancelAppointment, "cancel_appointment", side_effect: true, Confirm
 define_tool!(RescheduleAppointment, "reschedule_appointment", side_effect: true, RescheduleArgs, reschedule_appointment,
     "Move an appointment to a new start time.");
 
-fn tz(ctx: &ToolContext<'_>) -> Tz {
+fn tz(ctx: &ToolContext) -> Tz {
     ctx.org.settings.time_zone.parse().unwrap_or(Tz::UTC)
 }
 
-fn service<'a>(ctx: &'a ToolContext<'_>, id: &str) -> Result<&'a Service, ToolError> {
+fn service<'a>(ctx: &'a ToolContext, id: &str) -> Result<&'a Service, ToolError> {
     let services = &ctx.org.settings.services;
     services
         .iter()
@@ -125,7 +125,7 @@ fn local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format(LOCAL_FORMAT).to_string()
 }
 
-fn opening_hours(ctx: &ToolContext<'_>, day: Weekday) -> Vec<(NaiveTime, NaiveTime)> {
+fn opening_hours(ctx: &ToolContext, day: Weekday) -> Vec<(NaiveTime, NaiveTime)> {
     let h = &ctx.org.settings.business_hours;
     let intervals: &[OpeningHours] = match day {
         Weekday::Mon => &h.mon,
@@ -149,7 +149,7 @@ fn opening_hours(ctx: &ToolContext<'_>, day: Weekday) -> Vec<(NaiveTime, NaiveTi
 /// Checks that `[start, start + minutes)` is bookable: future, on the slot grid, inside one
 /// opening interval of its local day.
 fn check_bookable(
-    ctx: &ToolContext<'_>,
+    ctx: &ToolContext,
     start: DateTime<Utc>,
     minutes: i64,
 ) -> Result<DateTime<Utc>, ToolError> {
@@ -226,11 +226,11 @@ fn normalise_confirmation(raw: &str) -> String {
     raw.trim().to_ascii_uppercase()
 }
 
-async fn list_services(ctx: &ToolContext<'_>, _: NoArgs) -> ToolResult {
+async fn list_services(ctx: &ToolContext, _: NoArgs) -> ToolResult {
     Ok(json!({ "services": ctx.org.settings.services }))
 }
 
-async fn check_availability(ctx: &ToolContext<'_>, a: AvailabilityArgs) -> ToolResult {
+async fn check_availability(ctx: &ToolContext, a: AvailabilityArgs) -> ToolResult {
     let svc = service(ctx, &a.service_id)?;
     let tz = tz(ctx);
     let date = NaiveDate::parse_from_str(a.date.trim(), "%Y-%m-%d")
@@ -289,7 +289,7 @@ fn valid_email(e: &str) -> bool {
         && e.len() <= 254
 }
 
-async fn create_appointment(ctx: &ToolContext<'_>, a: CreateArgs) -> ToolResult {
+async fn create_appointment(ctx: &ToolContext, a: CreateArgs) -> ToolResult {
     let svc = service(ctx, &a.service_id)?;
     let tz = tz(ctx);
     let name = a.customer_name.trim();
@@ -326,7 +326,7 @@ async fn create_appointment(ctx: &ToolContext<'_>, a: CreateArgs) -> ToolResult 
         customer_name: name.to_owned(),
         customer_email: email.to_owned(),
         customer_phone: phone.map(str::to_owned),
-        end_user: ctx.end_user.map(|u| u.as_str().to_owned()),
+        end_user: ctx.end_user.as_ref().map(|u| u.as_str().to_owned()),
         conversation_id: Some(ctx.conversation_id),
     };
     let appt = ctx
@@ -338,27 +338,27 @@ async fn create_appointment(ctx: &ToolContext<'_>, a: CreateArgs) -> ToolResult 
 }
 
 /// Whose bookings this chat may look up or change: see [`AppointmentScope`].
-fn scope<'a>(ctx: &'a ToolContext<'_>) -> AppointmentScope<'a> {
-    match ctx.end_user {
+fn scope<'a>(ctx: &'a ToolContext) -> AppointmentScope<'a> {
+    match &ctx.end_user {
         Some(u) => AppointmentScope::EndUser(u.as_str()),
         None => AppointmentScope::Conversation(ctx.conversation_id),
     }
 }
 
 /// The booking `c`, if this chat may act on it; otherwise the same error as an unknown number.
-async fn own_appointment(ctx: &ToolContext<'_>, c: &str) -> Result<Appointment, ToolError> {
+async fn own_appointment(ctx: &ToolContext, c: &str) -> Result<Appointment, ToolError> {
     ctx.store
         .get_appointment_scoped(&ctx.org.id, c, &scope(ctx))
         .await?
         .ok_or_else(|| booking_error(BookingError::NotFound(c.to_owned())))
 }
 
-async fn get_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolResult {
+async fn get_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
     Ok(appointment_json(&own_appointment(ctx, &c).await?, tz(ctx)))
 }
 
-async fn cancel_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolResult {
+async fn cancel_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
     own_appointment(ctx, &c).await?;
     let appt = ctx
@@ -369,7 +369,7 @@ async fn cancel_appointment(ctx: &ToolContext<'_>, a: ConfirmationArgs) -> ToolR
     Ok(appointment_json(&appt, tz(ctx)))
 }
 
-async fn reschedule_appointment(ctx: &ToolContext<'_>, a: RescheduleArgs) -> ToolResult {
+async fn reschedule_appointment(ctx: &ToolContext, a: RescheduleArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
     let tz = tz(ctx);
     let current = own_appointment(ctx, &c).await?;

@@ -26,19 +26,21 @@ use crate::domain::EndUserId;
 use crate::orgs::Org;
 use crate::store::Store;
 
-/// What a tool may know about the call.
-pub struct ToolContext<'a> {
-    pub store: &'a Store,
-    pub org: &'a Org,
-    pub end_user: Option<&'a EndUserId>,
+/// What a tool may know about the call. Owned (cheap clones), so a call can run as a task of
+/// its own that a turn's timeout cannot cut between the side effect and its record.
+#[derive(Clone)]
+pub struct ToolContext {
+    pub store: Store,
+    pub org: Arc<Org>,
+    pub end_user: Option<EndUserId>,
     pub conversation_id: Uuid,
     pub now: DateTime<Utc>,
 }
 
-impl ToolContext<'_> {
+impl ToolContext {
     /// Whose tasks these are: the end user's, or the session's for API-key callers.
     pub fn owner(&self) -> String {
-        match self.end_user {
+        match &self.end_user {
             Some(u) => u.as_str().to_owned(),
             None => format!("session:{}", self.conversation_id),
         }
@@ -73,7 +75,7 @@ pub trait Tool: Send + Sync {
     fn parameters(&self) -> Value;
     /// True for tools that change something (booked, cancelled, added…): at most once per call id.
     fn side_effect(&self) -> bool;
-    fn call<'a>(&'a self, ctx: &'a ToolContext<'a>, args: Value) -> ToolFuture<'a>;
+    fn call<'a>(&'a self, ctx: &'a ToolContext, args: Value) -> ToolFuture<'a>;
 }
 
 /// Parses arguments into the tool's type; the error names what is wrong.
@@ -144,19 +146,14 @@ impl ToolRegistry {
     }
 
     /// Runs one call; the result is what the model reads next (`{"error": …}` on failure).
-    pub async fn run(&self, ctx: &ToolContext<'_>, call: &ToolCall, effect_key: &str) -> Value {
+    pub async fn run(&self, ctx: &ToolContext, call: &ToolCall, effect_key: &str) -> Value {
         match self.try_run(ctx, call, effect_key).await {
             Ok(v) => v,
             Err(e) => json!({ "error": e.0 }),
         }
     }
 
-    async fn try_run(
-        &self,
-        ctx: &ToolContext<'_>,
-        call: &ToolCall,
-        effect_key: &str,
-    ) -> ToolResult {
+    async fn try_run(&self, ctx: &ToolContext, call: &ToolCall, effect_key: &str) -> ToolResult {
         let enabled = ctx
             .org
             .settings
@@ -242,7 +239,7 @@ macro_rules! define_tool {
             }
             fn call<'a>(
                 &'a self,
-                ctx: &'a $crate::agent::tools::ToolContext<'a>,
+                ctx: &'a $crate::agent::tools::ToolContext,
                 args: serde_json::Value,
             ) -> $crate::agent::tools::ToolFuture<'a> {
                 Box::pin(async move {

@@ -120,7 +120,7 @@ fn not_found(id: Uuid) -> ToolError {
     ToolError(format!("no task {id}; call list_tasks to see the tasks"))
 }
 
-async fn add_task(ctx: &ToolContext<'_>, a: AddArgs) -> ToolResult {
+async fn add_task(ctx: &ToolContext, a: AddArgs) -> ToolResult {
     let (t, d) = (title(&a.title)?, description(a.description.as_deref())?);
     let task = ctx
         .store
@@ -129,7 +129,7 @@ async fn add_task(ctx: &ToolContext<'_>, a: AddArgs) -> ToolResult {
     Ok(json!({ "task": task_json(&task) }))
 }
 
-async fn list_tasks(ctx: &ToolContext<'_>, a: ListArgs) -> ToolResult {
+async fn list_tasks(ctx: &ToolContext, a: ListArgs) -> ToolResult {
     let status = match a.status {
         StatusFilter::All => None,
         StatusFilter::Pending => Some("pending"),
@@ -142,7 +142,7 @@ async fn list_tasks(ctx: &ToolContext<'_>, a: ListArgs) -> ToolResult {
     Ok(json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() }))
 }
 
-async fn complete_task(ctx: &ToolContext<'_>, a: TaskIdArgs) -> ToolResult {
+async fn complete_task(ctx: &ToolContext, a: TaskIdArgs) -> ToolResult {
     let id = task_id(&a.task_id)?;
     let task = ctx
         .store
@@ -152,7 +152,7 @@ async fn complete_task(ctx: &ToolContext<'_>, a: TaskIdArgs) -> ToolResult {
     Ok(json!({ "task": task_json(&task) }))
 }
 
-async fn delete_task(ctx: &ToolContext<'_>, a: TaskIdArgs) -> ToolResult {
+async fn delete_task(ctx: &ToolContext, a: TaskIdArgs) -> ToolResult {
     let id = task_id(&a.task_id)?;
     if ctx.store.delete_task(&ctx.org.id, &ctx.owner(), id).await? {
         Ok(json!({ "deleted": id }))
@@ -161,7 +161,7 @@ async fn delete_task(ctx: &ToolContext<'_>, a: TaskIdArgs) -> ToolResult {
     }
 }
 
-async fn update_task(ctx: &ToolContext<'_>, a: UpdateArgs) -> ToolResult {
+async fn update_task(ctx: &ToolContext, a: UpdateArgs) -> ToolResult {
     let id = task_id(&a.task_id)?;
     let t = a.title.as_deref().map(title).transpose()?;
     let d = description(a.description.as_deref())?;
