@@ -1277,20 +1277,7 @@ mod tests {
     }
 
     fn services() -> Vec<Service> {
-        [
-            ("general-consultation", "General Consultation", 30),
-            ("follow-up", "Follow-up Visit", 15),
-            ("extended-session", "Extended Session", 60),
-        ]
-        .into_iter()
-        .map(|(id, name, minutes)| Service {
-            id: id.into(),
-            name: name.into(),
-            duration_minutes: minutes,
-            price_cents: 5000,
-            currency: "EUR".into(),
-        })
-        .collect()
+        crate::orgs::demo_services()
     }
 
     #[test]

@@ -1488,19 +1488,7 @@ mod tests {
     use super::*;
     use crate::agent::model::{ToolSpec, TurnContext};
 
-    const ALL_TOOLS: &[&str] = &[
-        "list_services",
-        "check_availability",
-        "create_appointment",
-        "get_appointment",
-        "cancel_appointment",
-        "reschedule_appointment",
-        "add_task",
-        "list_tasks",
-        "complete_task",
-        "update_task",
-        "delete_task",
-    ];
+    const ALL_TOOLS: &[&str] = crate::orgs::KNOWN_TOOLS;
 
     /// Monday 23 November 2026, 10:00 UTC (11:00 in Berlin).
     fn now() -> DateTime<Utc> {
@@ -1508,20 +1496,7 @@ mod tests {
     }
 
     fn services() -> Vec<Service> {
-        [
-            ("general-consultation", "General Consultation", 30),
-            ("follow-up", "Follow-up Visit", 15),
-            ("extended-session", "Extended Session", 60),
-        ]
-        .into_iter()
-        .map(|(id, name, minutes)| Service {
-            id: id.into(),
-            name: name.into(),
-            duration_minutes: minutes,
-            price_cents: 5000,
-            currency: "EUR".into(),
-        })
-        .collect()
+        crate::orgs::demo_services()
     }
 
     /// In-memory tools answering in the real tools' shapes.
@@ -2135,7 +2110,7 @@ mod tests {
         assert_eq!(chat.stage(), Stage::Idle);
         let r = chat.say("What services do you offer?");
         assert!(
-            r.contains("General Consultation (30 min, 50.00 EUR)"),
+            r.contains("General Consultation (30 min, 50.00 USD)"),
             "{r}"
         );
         assert!(chat.fake.calls.is_empty());
