@@ -8,10 +8,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Json, Query};
+use super::extract::{Json, Query, path_uuid};
 use crate::admin::{self, CreatedApiKey, NewApiKey};
 use crate::app::AppState;
-use crate::domain::{OrgId, parse_uuid};
+use crate::domain::OrgId;
 use crate::error::{ApiError, Problem};
 use crate::orgs::{NewOrg, Org, UpdateOrg};
 use crate::store::keys::ApiKey;
@@ -275,7 +275,7 @@ async fn revoke_key(
     Path((org, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = org_id(&org)?;
-    let key_id = parse_uuid(&key_id).map_err(|e| ApiError::validation("key_id", e.0))?;
+    let key_id = path_uuid("key_id", &key_id)?;
     let key = state
         .store
         .revoke_key(&id, key_id, crate::store::now())

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::Json;
+use super::extract::{Json, path_uuid};
 use crate::agent::model::{ToolCall, Usage};
 use crate::agent::runs::RunLog;
 use crate::agent::turn::{ToolCallRecord, TurnOutcome, TurnRequest};
@@ -309,10 +309,6 @@ pub async fn prepare_chat(
     })
 }
 
-fn session_id(raw: &str) -> Result<Uuid, ApiError> {
-    parse_uuid(raw).map_err(|e| ApiError::validation("id", e.0))
-}
-
 /// Most messages `GET /sessions/{id}/history` returns (the latest ones).
 const HISTORY_LIMIT: i64 = 1000;
 
@@ -328,7 +324,7 @@ async fn get_history(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<SessionHistory>, ApiError> {
-    let conv = visible_conversation(&state, &principal, session_id(&id)?).await?;
+    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
     // The latest messages, shown oldest first.
     let page = state
         .store
@@ -361,7 +357,7 @@ async fn delete_session(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = session_id(&id)?;
+    let id = path_uuid("id", &id)?;
     // Soft-deleted conversations can be erased too: erasure is the stronger request.
     let owner = state
         .store

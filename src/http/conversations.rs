@@ -15,10 +15,9 @@ use super::admin::PageParams;
 use super::chat::{
     MessageView, PreparedTurn, TurnMetadata, idempotency, message_text, visible_conversation,
 };
-use super::extract::{Json, Query};
+use super::extract::{Json, Query, path_uuid};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::domain::parse_uuid;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::store::conversations::{Conversation, ConversationFilter};
 
@@ -164,10 +163,6 @@ pub struct AssistantReply {
 
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-fn conversation_id(raw: &str) -> Result<Uuid, ApiError> {
-    parse_uuid(raw).map_err(|e| ApiError::validation("id", e.0))
-}
-
 fn check_title(title: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
     let t = title?.trim();
     if t.is_empty() || t.chars().count() > 200 {
@@ -258,7 +253,7 @@ async fn get_conversation(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ConversationView>, ApiError> {
-    let conv = visible_conversation(&state, &principal, conversation_id(&id)?).await?;
+    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
     Ok(axum::Json(conv.into()))
 }
 
@@ -276,7 +271,7 @@ async fn update_conversation(
     Path(id): Path<String>,
     Json(body): Json<UpdateConversation>,
 ) -> Result<axum::Json<ConversationView>, ApiError> {
-    let conv = visible_conversation(&state, &principal, conversation_id(&id)?).await?;
+    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
     let mut errors = Vec::new();
     let title = check_title(body.title.as_deref(), &mut errors);
     check_metadata(body.metadata.as_ref(), &mut errors);
@@ -310,7 +305,7 @@ async fn delete_conversation(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let conv = visible_conversation(&state, &principal, conversation_id(&id)?).await?;
+    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
     match state
         .store
         .soft_delete_conversation(principal.org_id(), conv.id, crate::store::now())
@@ -384,7 +379,7 @@ pub async fn prepare_message(
     id: &str,
     body: &NewMessage,
 ) -> Result<PreparedTurn, ApiError> {
-    let id = conversation_id(id)?;
+    let id = path_uuid("id", id)?;
     let message = message_text(principal, &body.message)?;
     let conv = visible_conversation(state, principal, id).await?;
     let idempotency = idempotency(
@@ -418,7 +413,7 @@ async fn list_messages(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<MessagePage>, ApiError> {
     let (limit, offset) = page.resolve()?;
-    let conv = visible_conversation(&state, &principal, conversation_id(&id)?).await?;
+    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
     let p = state
         .store
         .list_messages(principal.org_id(), conv.id, true, limit, offset)
@@ -445,8 +440,8 @@ async fn delete_message(
     principal: Principal,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let conv = visible_conversation(&state, &principal, conversation_id(&id)?).await?;
-    let mid = parse_uuid(&message_id).map_err(|e| ApiError::validation("message_id", e.0))?;
+    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
+    let mid = path_uuid("message_id", &message_id)?;
     if state
         .store
         .soft_delete_message(principal.org_id(), conv.id, mid, crate::store::now())

@@ -80,6 +80,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A UUID from the path; a malformed one is a 422 naming `field`.
+pub fn path_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
+    crate::domain::parse_uuid(raw).map_err(|e| ApiError::validation(field, e.0))
+}
+
 /// Query parameters; a bad one is a 422 naming it.
 pub struct Query<T>(pub T);
 

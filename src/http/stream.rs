@@ -25,13 +25,12 @@ use uuid::Uuid;
 
 use super::chat::{ChatRequest, PreparedTurn, TurnMetadata, check_owner, prepare_chat};
 use super::conversations::{NewMessage, prepare_message};
-use super::extract::{Json, Query};
+use super::extract::{Json, Query, path_uuid};
 use super::problem::RequestId;
 use crate::agent::runs::{RunEvent, RunLog, RunStatus};
 use crate::agent::word_chunks;
 use crate::app::AppState;
 use crate::auth::{Credential, Principal};
-use crate::domain::parse_uuid;
 use crate::error::{ApiError, Problem};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -353,7 +352,7 @@ async fn get_run_stream(
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let run_id = parse_uuid(&id).map_err(|e| ApiError::validation("id", e.0))?;
+    let run_id = path_uuid("id", &id)?;
     let log = visible_run(&state, &principal, run_id)?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "no streamed run {run_id} (or its events are no longer kept)"
@@ -402,7 +401,7 @@ async fn get_run(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunView>, ApiError> {
-    let run_id = parse_uuid(&id).map_err(|e| ApiError::validation("id", e.0))?;
+    let run_id = path_uuid("id", &id)?;
     let log = visible_run(&state, &principal, run_id)?;
     let stored = state.store.get_run(principal.org_id(), run_id).await?;
     if let Some(run) = &stored {

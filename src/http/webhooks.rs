@@ -11,10 +11,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::admin::PageParams;
-use super::extract::{Json, Query};
+use super::extract::{Json, Query, path_uuid};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::domain::parse_uuid;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::store::webhooks::{DeliveryAttempt, Webhook, WebhookPatch};
 use crate::webhooks::signing::SigningSecret;
@@ -164,10 +163,6 @@ pub struct TestDelivery {
 
 fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
     p.require_api_key("Webhooks")
-}
-
-fn webhook_id(raw: &str) -> Result<Uuid, ApiError> {
-    parse_uuid(raw).map_err(|e| ApiError::validation("id", e.0))
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -365,7 +360,7 @@ async fn get_webhook(
     Path(id): Path<String>,
 ) -> Result<axum::Json<WebhookView>, ApiError> {
     key_callers_only(&principal)?;
-    let id = webhook_id(&id)?;
+    let id = path_uuid("id", &id)?;
     state
         .store
         .get_webhook(principal.org_id(), id)
@@ -389,7 +384,7 @@ async fn update_webhook(
     Json(body): Json<UpdateWebhook>,
 ) -> Result<axum::Json<WebhookView>, ApiError> {
     key_callers_only(&principal)?;
-    let id = webhook_id(&id)?;
+    let id = path_uuid("id", &id)?;
     let mut errors = Vec::new();
     let types = event_types(
         body.event_types.as_deref(),
@@ -431,7 +426,7 @@ async fn delete_webhook(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     key_callers_only(&principal)?;
-    let id = webhook_id(&id)?;
+    let id = path_uuid("id", &id)?;
     if state.store.delete_webhook(principal.org_id(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -461,7 +456,7 @@ async fn test_webhook(
     Path(id): Path<String>,
 ) -> Result<axum::Json<TestDelivery>, ApiError> {
     key_callers_only(&principal)?;
-    let id = webhook_id(&id)?;
+    let id = path_uuid("id", &id)?;
     let data = serde_json::to_value(WebhookTestData {
         webhook_id: id,
         message: "This is a test event from agentd.".to_owned(),
@@ -500,7 +495,7 @@ async fn list_deliveries(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<DeliveryPage>, ApiError> {
     key_callers_only(&principal)?;
-    let id = webhook_id(&id)?;
+    let id = path_uuid("id", &id)?;
     let (limit, offset) = page.resolve()?;
     let org = principal.org_id();
     if state.store.get_webhook(org, id).await?.is_none() {

@@ -231,13 +231,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::CREATED,
-            "{}",
-            res.text().await.unwrap()
-        );
-        res.json().await.unwrap()
+        created(res).await
     }
 
     /// Creates an API key for `org`; returns the key's JSON (with `api_key`, the plaintext).
@@ -251,13 +245,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::CREATED,
-            "{}",
-            res.text().await.unwrap()
-        );
-        res.json().await.unwrap()
+        created(res).await
     }
 
     /// An org with a key: returns the plaintext key.
@@ -294,13 +282,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::CREATED,
-            "{}",
-            res.text().await.unwrap()
-        );
-        let body: Value = res.json().await.unwrap();
+        let body = created(res).await;
         body["token"].as_str().unwrap().to_owned()
     }
 
@@ -319,6 +301,14 @@ impl TestApp {
             .and_then(|l| l.rsplit(' ').next())
             .map_or(0.0, |v| v.parse().unwrap())
     }
+}
+
+/// Asserts a 201 (showing the body otherwise) and returns the JSON body.
+pub async fn created(res: Response) -> Value {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 /// Asserts a problem+json response and returns (status, body).

@@ -139,13 +139,7 @@ async fn register(app: &TestApp, key: &str, url: &str, types: &[&str]) -> Value 
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        res.text().await.unwrap()
-    );
-    res.json().await.unwrap()
+    created(res).await
 }
 
 async fn new_conversation(app: &TestApp, key: &str) -> Value {
