@@ -1,16 +1,42 @@
 //! Operator actions on organisations and keys, shared by the admin API and the CLI so both
 //! validate and behave the same. Cache eviction is the caller's business (the CLI has none).
+//! Which tools an organisation may enable is the tool registry's list, passed in.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::api_keys;
-use crate::domain::OrgId;
-use crate::error::{ApiError, FieldError};
-use crate::orgs::{Org, OrgPatch, OrgSettings, demo_services};
-use crate::store::Store;
+use crate::domain::org::{BusinessHours, Org, OrgPatch, OrgSettings, demo_services};
+use crate::domain::{FieldError, OrgId};
 use crate::store::keys::{ApiKey, NewKeyRecord};
+use crate::store::{Store, StoreError};
+
+/// Why an operator action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("no organisation {0}")]
+    NotFound(OrgId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("could not hash the key: {0}")]
+    Hashing(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(what),
+            other => Self::Store(other),
+        }
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
 
 /// Body of `POST /api/v1/admin/orgs/{org}/keys`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -33,61 +59,69 @@ pub struct CreatedApiKey {
     pub api_key: String,
 }
 
-pub async fn create_org(store: &Store, id: &str, patch: OrgPatch) -> Result<Org, ApiError> {
-    let (id, draft) = patch.into_new_draft(id).map_err(ApiError::Validation)?;
-    Ok(store.create_org(&id, &draft, crate::store::now()).await?)
+/// Creates an organisation; `known_tools` are the tool registry's names (all enabled by
+/// default).
+pub async fn create_org(
+    store: &Store,
+    known_tools: &[&str],
+    id: &str,
+    patch: OrgPatch,
+) -> AdminResult<Org> {
+    let (id, draft) = patch
+        .into_new_draft(id, known_tools)
+        .map_err(AdminError::Validation)?;
+    Ok(store.create_org(&id, &draft, crate::domain::now()).await?)
 }
 
-pub async fn get_org(store: &Store, id: &OrgId) -> Result<Org, ApiError> {
+pub async fn get_org(store: &Store, id: &OrgId) -> AdminResult<Org> {
     store
         .get_org(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no organisation {id}")))
+        .ok_or_else(|| AdminError::NotFound(id.clone()))
 }
 
 /// Applies `patch` to the organisation. With `expected_version`, the change is refused with
 /// 409 when the organisation has moved on; without, it applies to the version just read.
 pub async fn update_org(
     store: &Store,
+    known_tools: &[&str],
     id: &OrgId,
     patch: OrgPatch,
     expected_version: Option<i64>,
-) -> Result<Org, ApiError> {
+) -> AdminResult<Org> {
     let current = get_org(store, id).await?;
     if let Some(v) = expected_version {
         if v != current.version {
-            return Err(ApiError::Conflict(format!(
+            return Err(AdminError::Conflict(format!(
                 "organisation {id} is at version {}, not {v}; re-read it and retry",
                 current.version
             )));
         }
     }
-    let draft = patch.apply_to(&current).map_err(ApiError::Validation)?;
+    let draft = patch
+        .apply_to(&current, known_tools)
+        .map_err(AdminError::Validation)?;
     if draft == current.draft() {
         // Nothing changes: no write, and the version (and so the ETag) stays.
         return Ok(current);
     }
     Ok(store
-        .update_org(id, current.version, &draft, crate::store::now())
+        .update_org(id, current.version, &draft, crate::domain::now())
         .await?)
 }
 
-pub async fn create_key(
-    store: &Store,
-    org: &OrgId,
-    req: &NewApiKey,
-) -> Result<CreatedApiKey, ApiError> {
+pub async fn create_key(store: &Store, org: &OrgId, req: &NewApiKey) -> AdminResult<CreatedApiKey> {
     let mut errors = Vec::new();
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         errors.push(FieldError::new("name", "must be 1 to 100 characters"));
     }
-    let now = crate::store::now();
+    let now = crate::domain::now();
     if req.expires_at.is_some_and(|e| e <= now) {
         errors.push(FieldError::new("expires_at", "must be in the future"));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(AdminError::Validation(errors));
     }
     // Fail with 404 rather than a foreign-key error when the org does not exist.
     get_org(store, org).await?;
@@ -95,8 +129,8 @@ pub async fn create_key(
     let plaintext = generated.plaintext.clone();
     let hash = tokio::task::spawn_blocking(move || api_keys::hash(&plaintext))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+        .map_err(|e| AdminError::Hashing(e.to_string()))?
+        .map_err(|e| AdminError::Hashing(e.to_string()))?;
     let key = store
         .create_key(
             org,
@@ -118,24 +152,24 @@ pub async fn create_key(
 
 /// On an empty database, creates org `demo` with sample services and a key for it; returns
 /// the key's plaintext, or `None` when there already is an organisation.
-pub async fn bootstrap_demo(store: &Store) -> Result<Option<String>, ApiError> {
+pub async fn bootstrap_demo(store: &Store, known_tools: &[&str]) -> AdminResult<Option<String>> {
     if store.count_orgs().await? > 0 {
         return Ok(None);
     }
     let patch = OrgPatch {
         name: Some("Demo Clinic".to_owned()),
         services: Some(demo_services()),
-        business_hours: Some(crate::orgs::BusinessHours::every_day()),
+        business_hours: Some(BusinessHours::every_day()),
         system_prompt: Some(format!(
             "You are the booking assistant of Demo Clinic. {}",
             OrgSettings::default().system_prompt
         )),
         ..OrgPatch::default()
     };
-    let org = match create_org(store, "demo", patch).await {
+    let org = match create_org(store, known_tools, "demo", patch).await {
         Ok(org) => org,
         // Another instance bootstrapped at the same moment: theirs stands.
-        Err(ApiError::Conflict(_)) => return Ok(None),
+        Err(AdminError::Conflict(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
     let key = create_key(

@@ -1,5 +1,6 @@
-//! Application state, `build_app` (what `serve` and the tests use) and the serve loop with
-//! graceful shutdown.
+//! The composition root: `build_app` (what `serve` and the tests use) puts the store, the
+//! skills, the agent and the HTTP layer together; then the serve loop with graceful shutdown
+//! and the background housekeeping. The only module that knows every other one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,35 +11,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::{Agent, AgentSettings, Model};
+use crate::agent::offline::OfflineModel;
+use crate::agent::openai::{OpenAiConfig, OpenAiModel};
+use crate::agent::{Agent, AgentSettings, Model, Skills};
 use crate::auth::Authenticator;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
 use crate::cors::CorsOrigins;
-use crate::http::auth_layer::admin_digest;
+use crate::domain::events::{EventCatalog, EventType};
+use crate::domain::page::PageRequest;
 use crate::metrics::Metrics;
 use crate::rate_limit::OrgRateLimiter;
+use crate::state::AppState;
 use crate::store::{Store, StoreError};
-
-/// Everything handlers share; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub auth: Authenticator,
-    pub limiter: OrgRateLimiter,
-    pub metrics: Arc<Metrics>,
-    pub cors: CorsOrigins,
-    pub agent: Agent,
-    /// SHA-256 of ADMIN_TOKEN; `None` turns the admin API off.
-    pub admin_digest: Option<[u8; 32]>,
-    /// Cancelled when shutdown starts; long-running work watches it.
-    pub shutdown: CancellationToken,
-    /// Every background task runs on this, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    /// Webhook delivery (the background loop, and the test pings sent inline).
-    pub webhooks: crate::webhooks::Worker,
-}
 
 /// A built application: the router, its OpenAPI document and the state behind them.
 pub struct App {
@@ -68,11 +53,20 @@ const DATABASE_WAIT: Duration = Duration::from_secs(30);
 
 /// Connects the store, applies migrations and builds the router.
 pub async fn build_app(settings: Settings) -> Result<App, StartError> {
+    build_app_with_model(settings, None).await
+}
+
+/// [`build_app`] with a model provider of the caller's (tests and benchmarks script one);
+/// `None` takes the one the settings name.
+pub async fn build_app_with_model(
+    settings: Settings,
+    model: Option<Model>,
+) -> Result<App, StartError> {
     settings.validate().map_err(StartError::Config)?;
     let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
     wait_for_database(&store).await?;
     store.migrate().await?;
-    Ok(build_app_with_store(settings, store).await)
+    Ok(build_app_with_store(settings, store, model).await)
 }
 
 async fn wait_for_database(store: &Store) -> Result<(), StoreError> {
@@ -82,7 +76,7 @@ async fn wait_for_database(store: &Store) -> Result<(), StoreError> {
         match store.ping().await {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() + pause < deadline => {
-                tracing::warn!(error = %crate::error::cause_chain(&e), "database not reachable yet; retrying");
+                tracing::warn!(error = %crate::telemetry::cause_chain(&e), "database not reachable yet; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(4));
             }
@@ -92,7 +86,7 @@ async fn wait_for_database(store: &Store) -> Result<(), StoreError> {
 }
 
 /// Builds the router on an already migrated store.
-pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
+pub async fn build_app_with_store(settings: Settings, store: Store, model: Option<Model>) -> App {
     let metrics = Metrics::new();
     let tasks = TaskTracker::new();
     let jwt_secret = match &settings.jwt_secret {
@@ -114,13 +108,17 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
         Arc::clone(&metrics),
         tasks.clone(),
     );
-    let admin_digest = settings.admin_token().map(admin_digest);
+    let admin_digest = settings.admin_token().map(crate::auth::admin_digest);
     if admin_digest.is_none() {
         tracing::info!("ADMIN_TOKEN is not set: the admin API (/api/v1/admin/*) is disabled");
     }
+    let skills = crate::skills::builtin();
+    let model = model.unwrap_or_else(|| model_from(&settings, &skills));
+    let events = EventCatalog::new(skills.event_types().into_iter().chain(EventType::CORE));
     let agent = Agent::new(
         store.clone(),
-        model_from(&settings),
+        model,
+        skills,
         AgentSettings {
             max_steps: settings.agent_max_steps,
             history_window: settings.agent_history_window,
@@ -145,11 +143,12 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
         metrics,
         cors,
         agent,
+        events: Arc::new(events),
         admin_digest,
         shutdown: CancellationToken::new(),
         tasks,
     };
-    let (router, openapi) = crate::http::router(state.clone());
+    let (router, openapi) = crate::http::router(state.clone(), crate::skills::routes());
     App {
         router,
         openapi,
@@ -158,17 +157,17 @@ pub async fn build_app_with_store(settings: Settings, store: Store) -> App {
 }
 
 /// The model provider the settings ask for (validated beforehand: openai has a key).
-fn model_from(settings: &Settings) -> Model {
+fn model_from(settings: &Settings, skills: &Skills) -> Model {
     match (settings.provider(), &settings.openai_api_key) {
         (crate::config::LlmProvider::Openai, Some(key)) => {
-            let mut cfg = crate::agent::openai::OpenAiConfig::new(key.clone());
+            let mut cfg = OpenAiConfig::new(key.clone());
             cfg.base_url.clone_from(&settings.openai_base_url);
             cfg.default_model.clone_from(&settings.openai_model);
             cfg.request_timeout = Duration::from_secs(settings.openai_timeout_seconds.max(1));
             cfg.max_retries = settings.openai_max_retries;
-            Model::OpenAi(Arc::new(crate::agent::openai::OpenAiModel::new(cfg)))
+            Model::OpenAi(Arc::new(OpenAiModel::new(cfg)))
         }
-        _ => Model::Offline(crate::agent::offline::OfflineModel),
+        _ => Model::Offline(OfflineModel::new(skills.offline())),
     }
 }
 
@@ -178,11 +177,14 @@ const SWEEP_BATCH: i64 = 500;
 /// Erases sessions idle past their organisation's TTL, and expired idempotency records.
 /// Returns how many sessions were erased.
 pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
-    let now = crate::store::now();
+    let now = crate::domain::now();
     let mut erased = 0;
     let mut offset = 0;
     loop {
-        let page = state.store.list_orgs(100, offset).await?;
+        let page = state
+            .store
+            .list_orgs(PageRequest { limit: 100, offset })
+            .await?;
         for org in &page.items {
             let ttl = chrono::Duration::seconds(
                 i64::try_from(org.settings.session_ttl_seconds).unwrap_or(i64::MAX / 2),
@@ -192,7 +194,7 @@ pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
                 .sweep(
                     &org.id,
                     now - ttl,
-                    now - chrono::Duration::hours(24),
+                    now - crate::domain::turn::IDEMPOTENCY_WINDOW,
                     now,
                     SWEEP_BATCH,
                 )
@@ -219,7 +221,7 @@ impl App {
                     _ = tick.tick() => match sweep_once(&state).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(sessions = n, "erased idle sessions"),
-                        Err(e) => tracing::warn!(error = %crate::error::cause_chain(&e), "session sweep failed"),
+                        Err(e) => tracing::warn!(error = %crate::telemetry::cause_chain(&e), "session sweep failed"),
                     },
                 }
             }

@@ -8,13 +8,14 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::{self, NewApiKey};
+use crate::admin::{self, AdminError, NewApiKey};
 use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
+use crate::domain::org::{OrgPatch, UpdateOrg};
+use crate::domain::page::PageRequest;
 use crate::domain::{EndUserId, OrgId, RateLimit, Tier, parse_uuid};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
-use crate::orgs::{OrgPatch, UpdateOrg};
 use crate::store::Store;
 
 /// agentd — a self-hostable conversational-agent server for websites and shops.
@@ -183,21 +184,33 @@ pub fn report(err: &anyhow::Error) {
     }
 }
 
-/// A person-readable rendering of an API error for the terminal.
+fn fields(errors: &[crate::domain::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A person-readable rendering of a refused body for the terminal.
 fn describe(err: &ApiError) -> String {
     match err {
-        ApiError::Validation(fields) => fields
-            .iter()
-            .map(|f| format!("{}: {}", f.field, f.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        ApiError::Internal(e) => crate::error::cause_chain(e.as_ref()),
+        ApiError::Validation(errors) => fields(errors),
         other => other.to_string(),
     }
 }
 
-fn api(err: ApiError) -> anyhow::Error {
-    anyhow::anyhow!(describe(&err))
+/// A person-readable rendering of a refused operator action.
+fn api(err: AdminError) -> anyhow::Error {
+    match err {
+        AdminError::Validation(errors) => anyhow::anyhow!(fields(&errors)),
+        other => anyhow::anyhow!(crate::telemetry::cause_chain(&other)),
+    }
+}
+
+/// The tool names organisations may enable: the registry's.
+fn tool_names() -> Vec<&'static str> {
+    crate::skills::builtin().tools().names()
 }
 
 fn out(text: &str) -> anyhow::Result<()> {
@@ -268,7 +281,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         addr
     };
     if settings.bootstrap_demo {
-        if let Some(key) = admin::bootstrap_demo(&app.state.store).await.map_err(api)? {
+        if let Some(key) = admin::bootstrap_demo(&app.state.store, &app.state.tool_names())
+            .await
+            .map_err(api)?
+        {
             out(&format!(
                 "\nFirst run: created organisation \"demo\" with sample services.\n\
                  Its API key (shown only now, store it):\n\n    {key}\n\n\
@@ -286,13 +302,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 async fn orgs(store: &Store, cmd: OrgsCommand) -> anyhow::Result<()> {
     match cmd {
         OrgsCommand::Create { id, fields } => {
-            let org = admin::create_org(store, &id, fields.into_patch()?)
+            let org = admin::create_org(store, &tool_names(), &id, fields.into_patch()?)
                 .await
                 .map_err(api)?;
             out_json(&org)
         }
         OrgsCommand::List { limit, offset } => {
-            let page = store.list_orgs(limit.clamp(1, 1000), offset.max(0)).await?;
+            let page = store
+                .list_orgs(PageRequest {
+                    limit: limit.clamp(1, 1000),
+                    offset: offset.max(0),
+                })
+                .await?;
             out(&format!(
                 "{:<24} {:<8} {:<8} {:>12}  NAME",
                 "ID", "ACTIVE", "TIER", "QUOTA"
@@ -314,9 +335,15 @@ async fn orgs(store: &Store, cmd: OrgsCommand) -> anyhow::Result<()> {
             out_json(&admin::get_org(store, &org_id(&id)?).await.map_err(api)?)
         }
         OrgsCommand::Update { id, fields } => {
-            let org = admin::update_org(store, &org_id(&id)?, fields.into_patch()?, None)
-                .await
-                .map_err(api)?;
+            let org = admin::update_org(
+                store,
+                &tool_names(),
+                &org_id(&id)?,
+                fields.into_patch()?,
+                None,
+            )
+            .await
+            .map_err(api)?;
             out_json(&org)
         }
         OrgsCommand::Deactivate { id } => {
@@ -324,7 +351,7 @@ async fn orgs(store: &Store, cmd: OrgsCommand) -> anyhow::Result<()> {
                 active: Some(false),
                 ..OrgPatch::default()
             };
-            let org = admin::update_org(store, &org_id(&id)?, patch, None)
+            let org = admin::update_org(store, &tool_names(), &org_id(&id)?, patch, None)
                 .await
                 .map_err(api)?;
             out(&format!("organisation {} deactivated", org.id))
@@ -373,7 +400,7 @@ async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { org, key_id } => {
             let key_id = parse_uuid(&key_id).map_err(|e| anyhow::anyhow!("key id {e}"))?;
             let key = store
-                .revoke_key(&org_id(&org)?, key_id, crate::store::now())
+                .revoke_key(&org_id(&org)?, key_id, crate::domain::now())
                 .await?;
             out(&format!(
                 "revoked key {} ({}); running servers drop it within AUTH_CACHE_TTL_SECONDS",

@@ -357,7 +357,7 @@ impl Settings {
         if !(self.rate_limit_end_user_share > 0.0 && self.rate_limit_end_user_share <= 1.0) {
             return Err("RATE_LIMIT_END_USER_SHARE must be in (0, 1]".into());
         }
-        crate::webhooks::parse_schedule(&self.webhook_retry_schedule)?;
+        parse_schedule(&self.webhook_retry_schedule)?;
         Ok(())
     }
 
@@ -386,4 +386,18 @@ impl Settings {
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.auth_cache_ttl_seconds)
     }
+}
+/// WEBHOOK_RETRY_SCHEDULE's default: eight attempts over about 33 hours.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+/// Parses `5s,5m,30m,2h` (humantime durations, comma-separated; empty means no retries).
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| format!("WEBHOOK_RETRY_SCHEDULE: {s:?} is not a duration ({e})"))
+        })
+        .collect()
 }

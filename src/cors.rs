@@ -53,7 +53,7 @@ impl CorsOrigins {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %crate::error::cause_chain(&e), "could not reload CORS origins")
+                tracing::warn!(error = %crate::telemetry::cause_chain(&e), "could not reload CORS origins")
             }
         }
     }

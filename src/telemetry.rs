@@ -1,4 +1,5 @@
-//! Logging: `tracing` to stderr, pretty or JSON (`LOG_FORMAT`), filtered by `RUST_LOG`.
+//! Logging: `tracing` to stderr, pretty or JSON (`LOG_FORMAT`), filtered by `RUST_LOG`; and
+//! [`cause_chain`], how every module logs an error with its causes.
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,4 +21,16 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// Renders an error and its sources as one line for the log: `a: b: c`.
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

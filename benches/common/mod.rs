@@ -1,8 +1,8 @@
 //! Shared set-up of the benchmarks: an app on a temporary SQLite database with one org whose
 //! quota never runs out, and an API key for it.
 
+use agentd::domain::org::OrgPatch;
 use agentd::domain::{OrgId, RateLimit, Tier};
-use agentd::orgs::OrgPatch;
 
 /// The app's router and a key of org `bench`; keep the returned directory alive.
 pub fn app(rt: &tokio::runtime::Runtime) -> (axum::Router, String, tempfile::TempDir) {
@@ -20,7 +20,7 @@ pub fn app(rt: &tokio::runtime::Runtime) -> (axum::Router, String, tempfile::Tem
             }),
             ..OrgPatch::default()
         };
-        agentd::admin::create_org(&app.state.store, "bench", patch)
+        agentd::admin::create_org(&app.state.store, &app.state.tool_names(), "bench", patch)
             .await
             .unwrap();
         let org = OrgId::parse("bench").unwrap();

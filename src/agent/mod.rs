@@ -1,94 +1,36 @@
-//! The agent: models (providers), tools, and the turn loop that joins them. Independent of
-//! HTTP: a turn can run from a handler, a test or the CLI.
+//! The agent: model providers, the tool registry the skills fill, and the turn loop that joins
+//! them. It owns a turn end to end — [`Agent::start`] checks the conversation and the
+//! Idempotency-Key, runs the turn as a tracked task (so a caller that goes away does not cut it
+//! short), captures a panic as a failure, replays a stored reply, and emits the final event of
+//! a streamed run. Independent of HTTP: a turn can run from a handler, a test or the CLI. It
+//! names no skill; `crate::skills` registers them.
 
 pub mod model;
-pub mod nlu;
 pub mod offline;
 pub mod openai;
 pub mod runs;
-pub mod state;
+#[cfg(feature = "test-support")]
+pub mod scripted;
+pub mod skill;
 pub mod tools;
 pub mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
+use crate::conversations::{self, Caller};
+use crate::domain::conversation::Conversation;
+use crate::domain::turn::{RunFailure, TurnEvent, TurnMetadata, TurnOutcome};
+use crate::domain::{ConversationId, EndUserId, MessageText, Org, RunId};
 use crate::store::Store;
-use model::{DeltaSink, ModelError, ModelRequest, ModelResponse};
-
-/// The model providers, dispatched by enum (no trait objects on the hot path).
-#[derive(Clone)]
-pub enum Model {
-    /// Deterministic, built in, no network.
-    Offline(offline::OfflineModel),
-    /// Any OpenAI-compatible Chat Completions endpoint.
-    OpenAi(Arc<openai::OpenAiModel>),
-}
-
-impl Model {
-    pub async fn complete(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError> {
-        match self {
-            Self::Offline(m) => m.complete(req),
-            Self::OpenAi(m) => m.complete(req).await,
-        }
-    }
-
-    /// Like `complete`, passing the reply's text to `on_delta` as it is produced: token by
-    /// token from an OpenAI-compatible stream; word by word from the offline model, which has
-    /// its whole reply at once.
-    pub async fn complete_streaming(
-        &self,
-        req: &ModelRequest,
-        on_delta: DeltaSink<'_>,
-    ) -> Result<ModelResponse, ModelError> {
-        match self {
-            Self::Offline(m) => {
-                let response = m.complete(req)?;
-                for piece in word_chunks(&response.content) {
-                    on_delta(piece);
-                }
-                Ok(response)
-            }
-            Self::OpenAi(m) => m.complete_streaming(req, on_delta).await,
-        }
-    }
-
-    /// The model name used when the organisation sets none.
-    pub fn default_model_name(&self) -> String {
-        match self {
-            Self::Offline(_) => "offline".to_owned(),
-            Self::OpenAi(m) => m.default_model().to_owned(),
-        }
-    }
-
-    pub fn provider(&self) -> &'static str {
-        match self {
-            Self::Offline(_) => "offline",
-            Self::OpenAi(_) => "openai",
-        }
-    }
-}
-
-/// Splits text after each run of whitespace: "Hello there, friend" → "Hello ", "there, ",
-/// "friend". Joined, the pieces give back the text exactly.
-pub fn word_chunks(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let end = rest[word_end..]
-            .find(|c: char| !c.is_whitespace())
-            .map_or(rest.len(), |i| word_end + i);
-        let (piece, tail) = rest.split_at(end);
-        rest = tail;
-        Some(piece)
-    })
-}
+pub use model::Model;
+use runs::{RunHub, RunLog};
+pub use skill::{Skill, Skills};
+pub use turn::{IdempotencyKey, TurnError};
 
 /// Limits of the turn loop.
 #[derive(Debug, Clone)]
@@ -112,27 +54,82 @@ impl AgentSettings {
     }
 }
 
+/// Where a turn goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A session: the conversation with this client-chosen id, created at its first message.
+    Session(ConversationId),
+    /// An existing conversation.
+    Conversation(ConversationId),
+}
+
+/// A request for one turn: who asks, where, saying what.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub org: Arc<Org>,
+    /// The end user asking; `None` for the organisation itself (an API-key caller).
+    pub end_user: Option<EndUserId>,
+    pub target: Target,
+    pub message: MessageText,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// How the caller follows the turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The outcome at the end.
+    Reply,
+    /// Events as they happen, in a run log readers follow (and resume) by cursor.
+    Stream,
+}
+
+/// A started turn.
+pub struct RunHandle {
+    pub run_id: RunId,
+    /// The conversation, as it was when the turn was asked for.
+    pub conversation: Conversation,
+    /// The events, for [`Delivery::Stream`].
+    pub log: Option<Arc<RunLog>>,
+    outcome: oneshot::Receiver<Result<TurnOutcome, TurnError>>,
+}
+
+impl RunHandle {
+    /// Waits for the turn to end. Dropping the handle instead leaves the turn running: it
+    /// completes and is persisted all the same.
+    pub async fn outcome(self) -> Result<TurnOutcome, TurnError> {
+        self.outcome
+            .await
+            .unwrap_or_else(|_| Err(TurnError::Crashed("the turn's task ended early".into())))
+    }
+}
+
 /// The agent as the HTTP layer uses it; cheap to clone.
 #[derive(Clone)]
 pub struct Agent {
     pub store: Store,
     pub model: Model,
-    pub tools: tools::ToolRegistry,
+    pub skills: Skills,
     pub settings: AgentSettings,
     pub tasks: TaskTracker,
     /// Event logs of streamed runs.
-    pub runs: runs::RunHub,
+    pub runs: RunHub,
     /// One FIFO mutex per recently active conversation: turns queue here before the lease.
-    locks: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
+    locks: moka::sync::Cache<ConversationId, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Agent {
-    pub fn new(store: Store, model: Model, settings: AgentSettings, tasks: TaskTracker) -> Self {
+    pub fn new(
+        store: Store,
+        model: Model,
+        skills: Skills,
+        settings: AgentSettings,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             store,
             model,
-            tools: tools::ToolRegistry::builtin(),
-            runs: runs::RunHub::new(settings.run_retention),
+            skills,
+            runs: RunHub::new(settings.run_retention),
             settings,
             tasks,
             locks: moka::sync::Cache::builder()
@@ -140,47 +137,97 @@ impl Agent {
                 .build(),
         }
     }
+
+    /// Starts a turn: finds (or, for a session, creates) the conversation and checks the
+    /// caller may use it, refuses an Idempotency-Key reused with another request, then runs the
+    /// turn as a tracked task. Errors before the turn runs are returned here; the turn's own
+    /// outcome comes through the handle (and, when streamed, as the log's final event).
+    pub async fn start(
+        &self,
+        req: TurnRequest,
+        delivery: Delivery,
+    ) -> Result<RunHandle, TurnError> {
+        let caller = Caller {
+            org: &req.org.id,
+            end_user: req.end_user.as_ref(),
+        };
+        let conv = match req.target {
+            Target::Session(id) => {
+                conversations::session(&self.store, caller, id, crate::domain::now()).await?
+            }
+            Target::Conversation(id) => conversations::visible(&self.store, caller, id).await?,
+        };
+        // Refused before anything starts (a stream would only find out after its 200). A
+        // matching key replays under the turn's lease, where a racing original is settled.
+        if let Some(idem) = &req.idempotency {
+            self.replay(&req.org, idem).await?;
+        }
+        let run_id = RunId::new();
+        let log = (delivery == Delivery::Stream).then(|| {
+            let log = self
+                .runs
+                .start(run_id, req.org.id.clone(), req.end_user.clone(), conv.id);
+            log.push(TurnEvent::State {
+                session_id: Some(conv.id),
+                current_state: conv.state.0.stage.clone(),
+            });
+            log
+        });
+        let turn = turn::Turn {
+            org: req.org,
+            end_user: req.end_user,
+            conversation_id: conv.id,
+            message: req.message,
+            idempotency: req.idempotency,
+            run_id,
+            events: log.clone(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let agent = self.clone();
+        self.tasks.spawn(async move {
+            let events = turn.events.clone();
+            // A panic must still end the run (as INTERNAL_ERROR), or a stream's readers would
+            // wait on keep-alives forever.
+            let outcome = std::panic::AssertUnwindSafe(agent.run_turn(turn))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(TurnError::Crashed("the turn panicked".into())));
+            if let Some(log) = events {
+                finish_stream(&log, &outcome);
+            }
+            // The caller may have gone away; the turn is persisted either way.
+            let _ = tx.send(outcome);
+        });
+        Ok(RunHandle {
+            run_id,
+            conversation: conv,
+            log,
+            outcome: rx,
+        })
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::model::{ChatMessage, TurnContext};
-    use crate::agent::state::AgentState;
-
-    #[tokio::test]
-    async fn offline_model_streams_its_reply_word_by_word() {
-        let model = Model::Offline(offline::OfflineModel);
-        let req = ModelRequest {
-            model: "offline".to_owned(),
-            messages: vec![ChatMessage::user("Hello there")],
-            tools: Vec::new(),
-            temperature: None,
-            max_tokens: None,
-            state: AgentState::default(),
-            context: TurnContext {
-                now: chrono::Utc::now(),
-                time_zone: chrono_tz::UTC,
-                services: Vec::new(),
-            },
-        };
-        let mut deltas = Vec::new();
-        let response = model
-            .complete_streaming(&req, &mut |d: &str| deltas.push(d.to_owned()))
-            .await
-            .unwrap();
-        assert!(!response.content.is_empty());
-        assert_eq!(deltas.concat(), response.content);
-        assert_eq!(deltas.len(), response.content.split_whitespace().count());
-        assert_eq!(response, model.complete(&req).await.unwrap());
-    }
-
-    #[test]
-    fn word_chunks_rejoin_to_the_text() {
-        let text = "Hello there,  friend\nbye ";
-        let pieces: Vec<&str> = word_chunks(text).collect();
-        assert_eq!(pieces, ["Hello ", "there,  ", "friend\n", "bye "]);
-        assert_eq!(pieces.concat(), text);
-        assert_eq!(word_chunks("").count(), 0);
+/// Ends a streamed run with its final event.
+fn finish_stream(log: &RunLog, outcome: &Result<TurnOutcome, TurnError>) {
+    match outcome {
+        Ok(outcome) => {
+            // A replayed (idempotent) turn produced no deltas: send its text now, so readers
+            // of `chunk` alone still get the reply.
+            if !log.has_chunks() {
+                for piece in model::word_chunks(&outcome.response) {
+                    log.push(TurnEvent::Chunk {
+                        chunk: piece.to_owned(),
+                    });
+                }
+            }
+            log.finish(TurnEvent::Done {
+                response: outcome.response.clone(),
+                message_id: outcome.message_id,
+                metadata: TurnMetadata::of(outcome),
+            });
+        }
+        Err(e) => log.finish(TurnEvent::Error {
+            error: RunFailure { code: e.code() },
+        }),
     }
 }

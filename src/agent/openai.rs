@@ -28,11 +28,9 @@ use rand::Rng;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::agent::model::{
-    ChatMessage, DeltaSink, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSpec,
-    Usage,
-};
+use crate::agent::model::{DeltaSink, ModelError, ModelRequest, ModelResponse};
 use crate::config::Secret;
+use crate::domain::chat::{ChatMessage, Role, ToolCall, ToolSpec, Usage};
 
 /// How to reach an OpenAI-compatible server and how hard to try.
 #[derive(Debug, Clone)]
@@ -1122,7 +1120,7 @@ mod tests {
 
     use super::*;
     use crate::agent::model::TurnContext;
-    use crate::agent::state::AgentState;
+    use crate::domain::conversation::ConversationState;
 
     const KEY: &str = "sk-test-9f8e7d6c5b4a39281706";
 
@@ -1470,12 +1468,11 @@ mod tests {
             tools: Vec::new(),
             temperature: None,
             max_tokens: None,
-            state: AgentState::default(),
-            context: TurnContext {
-                now: chrono::Utc::now(),
-                time_zone: chrono_tz::UTC,
-                services: Vec::new(),
-            },
+            state: ConversationState::default(),
+            context: TurnContext::new(
+                std::sync::Arc::new(crate::domain::org::test_org()),
+                chrono::Utc::now(),
+            ),
         }
     }
 
@@ -1581,7 +1578,7 @@ mod tests {
             "tool_calls": [{
                 "id": "call_bad",
                 "type": "function",
-                "function": {"name": "add_task", "arguments": "{not json"}
+                "function": {"name": "add_note", "arguments": "{not json"}
             }]
         }))])
         .await;
@@ -1843,7 +1840,7 @@ mod tests {
                     "message": {
                         "role": "assistant",
                         "content": "",
-                        "tool_calls": [{"function": {"name": "list_tasks", "arguments": {"done": false}}}]
+                        "tool_calls": [{"function": {"name": "list_notes", "arguments": {"done": false}}}]
                     },
                     "finish_reason": "eos"
                 }]
@@ -1861,7 +1858,7 @@ mod tests {
             "{}",
             call.id
         );
-        assert_eq!(call.name, "list_tasks");
+        assert_eq!(call.name, "list_notes");
         assert_eq!(call.arguments, r#"{"done":false}"#);
     }
 
@@ -2103,7 +2100,7 @@ mod tests {
             chunk(json!({"role": "assistant", "content": null})),
             start(0, "call_a", "list_services"),
             args(0, "{\"category\""),
-            start(1, "call_b", "add_task"),
+            start(1, "call_b", "add_note"),
             args(1, "{\"title\":"),
             args(0, ":\"hair\"}"),
             args(1, "\"call Bob\"}"),
@@ -2126,7 +2123,7 @@ mod tests {
                 },
                 ToolCall {
                     id: "call_b".to_owned(),
-                    name: "add_task".to_owned(),
+                    name: "add_note".to_owned(),
                     arguments: "{\"title\":\"call Bob\"}".to_owned(),
                 },
             ]
@@ -2152,7 +2149,7 @@ mod tests {
     async fn stream_cut_after_text_was_delivered_fails_without_retrying() {
         // The role chunk and two text pieces, then the connection drops.
         let mock = MockServer::start(vec![
-            Reply::sse(text_stream(&["Your appointment", " is booked for"])).cut_after(3),
+            Reply::sse(text_stream(&["Your order", " ships on"])).cut_after(3),
         ])
         .await;
 
@@ -2160,7 +2157,7 @@ mod tests {
 
         let err = result.unwrap_err();
         assert_eq!(upstream_status(&err), None);
-        assert_eq!(deltas, ["Your appointment", " is booked for"]);
+        assert_eq!(deltas, ["Your order", " ships on"]);
         assert_eq!(mock.requests(), 1);
     }
 

@@ -3,39 +3,29 @@
 //! resuming after `Last-Event-ID`). The log is the only buffer: a slow reader costs nothing
 //! but its cursor, so memory per run is bounded by the run's own output (capped), never by how
 //! far behind a reader is. Logs are kept for a retention time after the run ends.
+//!
+//! Events are typed ([`TurnEvent`]): what the log holds is what the SSE writer writes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::sync::watch;
-use uuid::Uuid;
 
-use crate::domain::OrgId;
+use crate::domain::conversation::RunStatus;
+use crate::domain::turn::TurnEvent;
+use crate::domain::{ConversationId, EndUserId, OrgId, RunId};
 
-/// Most events one run keeps; past it, text chunks are withheld and readers rely on the
-/// final event's `response`, which always carries the whole reply.
-const MAX_EVENTS: usize = 4096;
+/// Most events one run keeps. Past it, text chunks are dropped (not merged): readers of the
+/// text rely on the final event's `response`, which always carries the whole reply. Other
+/// events and the final one are always kept.
+pub const MAX_EVENTS: usize = 4096;
 
-/// One server-sent event: `event: name`, `data: json`, `id: seq`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One event of a run with its number: 1, 2, 3… within the run (the SSE `id`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunEvent {
-    /// 1, 2, 3… within the run; the SSE `id`.
     pub seq: u64,
-    /// chunk, tool_call, tool_result, state, done or error.
-    pub name: &'static str,
-    /// Always carries `chunk` (string) and `done` (bool).
-    pub data: Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Running,
-    Completed,
-    Failed,
+    pub event: TurnEvent,
 }
 
 #[derive(Debug)]
@@ -43,17 +33,16 @@ struct LogState {
     events: Vec<RunEvent>,
     status: RunStatus,
     finished_at: Option<DateTime<Utc>>,
-    result: Option<Value>,
 }
 
 /// The event log of one run.
 #[derive(Debug)]
 pub struct RunLog {
-    pub run_id: Uuid,
+    pub run_id: RunId,
     pub org_id: OrgId,
     /// The end user who started it (for end-user callers): only they may follow it.
-    pub end_user: Option<String>,
-    pub conversation_id: Uuid,
+    pub end_user: Option<EndUserId>,
+    pub conversation_id: ConversationId,
     pub started_at: DateTime<Utc>,
     state: Mutex<LogState>,
     /// (events so far, run over); readers wait on changes.
@@ -61,11 +50,12 @@ pub struct RunLog {
 }
 
 /// A snapshot of a run for `GET /runs/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunSnapshot {
     pub status: RunStatus,
     pub finished_at: Option<DateTime<Utc>>,
-    pub result: Option<Value>,
+    /// The final event, once the run is over.
+    pub last: Option<TurnEvent>,
 }
 
 impl RunLog {
@@ -76,40 +66,39 @@ impl RunLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends an event; `data` gets `chunk`/`done`/`run_id` filled in. Past `MAX_EVENTS`,
-    /// text chunks are withheld (the final event's `response` still carries the whole text).
-    pub fn push(&self, name: &'static str, data: Value) {
+    /// Appends an event. Past [`MAX_EVENTS`], text chunks are dropped (the final event's
+    /// `response` still carries the whole text).
+    pub fn push(&self, event: TurnEvent) {
         let mut st = self.lock();
-        if st.events.len() >= MAX_EVENTS && name == "chunk" {
+        if st.events.len() >= MAX_EVENTS && matches!(event, TurnEvent::Chunk { .. }) {
             return;
         }
-        self.append(&mut st, name, data);
+        self.append(&mut st, event);
+    }
+
+    /// Whether any text chunk was logged (a replayed turn produced none).
+    pub fn has_chunks(&self) -> bool {
+        self.lock()
+            .events
+            .iter()
+            .any(|e| matches!(e.event, TurnEvent::Chunk { .. }))
     }
 
     /// Marks the run finished and appends its final event, atomically: a reader never sees
     /// a finished run without its final event.
-    pub fn finish(
-        &self,
-        status: RunStatus,
-        name: &'static str,
-        data: Value,
-        result: Option<Value>,
-    ) {
+    pub fn finish(&self, event: TurnEvent) {
         let mut st = self.lock();
-        st.status = status;
-        st.finished_at = Some(crate::store::now());
-        st.result = result;
-        self.append(&mut st, name, data);
+        st.status = match event {
+            TurnEvent::Done { .. } => RunStatus::Completed,
+            _ => RunStatus::Failed,
+        };
+        st.finished_at = Some(crate::domain::now());
+        self.append(&mut st, event);
     }
 
-    fn append(&self, st: &mut LogState, name: &'static str, mut data: Value) {
-        if let Some(o) = data.as_object_mut() {
-            o.entry("chunk").or_insert_with(|| json!(""));
-            o.entry("done").or_insert(json!(false));
-            o.insert("run_id".into(), json!(self.run_id));
-        }
+    fn append(&self, st: &mut LogState, event: TurnEvent) {
         let seq = st.events.len() as u64 + 1;
-        st.events.push(RunEvent { seq, name, data });
+        st.events.push(RunEvent { seq, event });
         self.notify
             .send_replace((st.events.len() as u64, st.status != RunStatus::Running));
     }
@@ -125,10 +114,11 @@ impl RunLog {
 
     pub fn snapshot(&self) -> RunSnapshot {
         let st = self.lock();
+        let over = st.status != RunStatus::Running;
         RunSnapshot {
             status: st.status,
             finished_at: st.finished_at,
-            result: st.result.clone(),
+            last: st.events.last().filter(|_| over).map(|e| e.event.clone()),
         }
     }
 
@@ -143,7 +133,7 @@ impl RunLog {
 /// All runs streamed recently; cheap to clone.
 #[derive(Clone)]
 pub struct RunHub {
-    runs: moka::sync::Cache<Uuid, Arc<RunLog>>,
+    runs: moka::sync::Cache<RunId, Arc<RunLog>>,
 }
 
 impl RunHub {
@@ -161,10 +151,10 @@ impl RunHub {
 
     pub fn start(
         &self,
-        run_id: Uuid,
+        run_id: RunId,
         org_id: OrgId,
-        end_user: Option<String>,
-        conversation_id: Uuid,
+        end_user: Option<EndUserId>,
+        conversation_id: ConversationId,
     ) -> Arc<RunLog> {
         let (notify, _) = watch::channel((0, false));
         let log = Arc::new(RunLog {
@@ -172,12 +162,11 @@ impl RunHub {
             org_id,
             end_user,
             conversation_id,
-            started_at: crate::store::now(),
+            started_at: crate::domain::now(),
             state: Mutex::new(LogState {
                 events: Vec::new(),
                 status: RunStatus::Running,
                 finished_at: None,
-                result: None,
             }),
             notify,
         });
@@ -185,7 +174,7 @@ impl RunHub {
         log
     }
 
-    pub fn get(&self, run_id: Uuid) -> Option<Arc<RunLog>> {
+    pub fn get(&self, run_id: RunId) -> Option<Arc<RunLog>> {
         self.runs.get(&run_id)
     }
 }
@@ -193,53 +182,71 @@ impl RunHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::turn::{FailureCode, RunFailure};
 
     fn log() -> Arc<RunLog> {
         RunHub::new(Duration::from_secs(60)).start(
-            Uuid::now_v7(),
+            RunId::new(),
             OrgId::parse("a").unwrap(),
             None,
-            Uuid::now_v7(),
+            ConversationId::new(),
         )
     }
 
-    #[test]
-    fn events_are_numbered_and_carry_chunk_and_done() {
-        let l = log();
-        l.push("chunk", json!({"chunk": "Hi "}));
-        l.push("state", json!({"current_state": "IDLE"}));
-        let (events, over) = l.after(0);
-        assert!(!over);
-        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(events[1].data["chunk"], "");
-        assert_eq!(events[1].data["done"], false);
-        assert_eq!(l.after(1).0.len(), 1);
-        assert!(l.after(99).0.is_empty());
+    fn chunk(text: &str) -> TurnEvent {
+        TurnEvent::Chunk {
+            chunk: text.to_owned(),
+        }
+    }
+
+    fn failed() -> TurnEvent {
+        TurnEvent::Error {
+            error: RunFailure {
+                code: FailureCode::InternalError,
+            },
+        }
     }
 
     #[test]
-    fn a_full_log_stops_growing_but_still_takes_the_final_event() {
+    fn events_are_numbered_in_order() {
+        let l = log();
+        l.push(chunk("Hi "));
+        l.push(TurnEvent::State {
+            session_id: None,
+            current_state: "IDLE".into(),
+        });
+        let (events, over) = l.after(0);
+        assert!(!over);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(l.after(1).0.len(), 1);
+        assert!(l.after(99).0.is_empty());
+        assert!(l.has_chunks());
+    }
+
+    #[test]
+    fn a_full_log_drops_chunks_but_still_takes_the_final_event() {
         let l = log();
         for _ in 0..MAX_EVENTS + 10 {
-            l.push("chunk", json!({"chunk": "a"}));
+            l.push(chunk("a"));
         }
         assert_eq!(l.after(0).0.len(), MAX_EVENTS);
-        l.finish(RunStatus::Completed, "done", json!({"done": true}), None);
+        l.finish(failed());
         let (events, over) = l.after(0);
         assert!(over);
         assert_eq!(events.len(), MAX_EVENTS + 1);
-        assert_eq!(events.last().unwrap().name, "done");
+        assert_eq!(events.last().unwrap().event.name(), "error");
+        assert_eq!(l.snapshot().status, RunStatus::Failed);
     }
 
     #[tokio::test]
     async fn a_reader_past_the_end_is_released_when_the_run_ends() {
         let l = log();
-        l.push("chunk", json!({"chunk": "x"}));
+        l.push(chunk("x"));
         let waiter = {
             let l = Arc::clone(&l);
             async move { l.wait_beyond(99).await }
         };
-        let finish = async { l.finish(RunStatus::Completed, "done", json!({"done": true}), None) };
+        let finish = async { l.finish(failed()) };
         tokio::time::timeout(Duration::from_secs(5), async {
             tokio::join!(waiter, finish)
         })
@@ -254,8 +261,8 @@ mod tests {
             let l = Arc::clone(&l);
             async move { l.wait_beyond(0).await }
         };
-        let (_, ()) = tokio::join!(waiter, async { l.push("chunk", json!({"chunk": "x"})) });
-        l.finish(RunStatus::Completed, "done", json!({"done": true}), None);
+        let (_, ()) = tokio::join!(waiter, async { l.push(chunk("x")) });
+        l.finish(failed());
         assert!(l.after(0).1);
     }
 }

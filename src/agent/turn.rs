@@ -1,77 +1,82 @@
 //! One agent turn: take the conversation's lease → load its state and history window → loop
 //! model → tools (at most `max_steps`) → commit messages, checkpoints, run record and the
 //! idempotency record in one transaction → release. A failed turn writes only its run record.
+//! [`Agent::start`](super::Agent::start) is how a turn begins; this is the turn itself.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Agent;
-use super::model::{ChatMessage, ModelError, ModelRequest, Role, ToolCall, TurnContext, Usage};
+use super::model::{ModelError, ModelRequest, TurnContext};
 use super::runs::RunLog;
-use super::state::{AgentState, Stage};
 use super::tools::ToolContext;
-use crate::domain::{EndUserId, MessageText};
-use crate::orgs::{Org, TurnPolicy};
-use crate::store::StoreError;
-use crate::store::conversations::{
-    Conversation, NewCheckpoint, NewMessage, RunRecord, StoredMessage, TurnCommit,
+use crate::domain::chat::{ChatMessage, Role, ToolCall, Usage};
+use crate::domain::conversation::{Conversation, ConversationState, Message, NotOwner, RunStatus};
+use crate::domain::org::TurnPolicy;
+use crate::domain::turn::{
+    FailureCode, IDEMPOTENCY_WINDOW, ToolCallRecord, TurnEvent, TurnOutcome,
 };
+use crate::domain::{ConversationId, EndUserId, MessageId, MessageText, Org, RunId};
+use crate::store::StoreError;
+use crate::store::conversations::{NewCheckpoint, NewMessage, RunRecord, TurnCommit};
 
-/// Who asks for a turn, on which conversation, saying what.
+/// An `Idempotency-Key` scoped to its caller, with a fingerprint of the request it was used
+/// for: the same key and fingerprint replay the stored reply; another fingerprint is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as stored: prefixed with its caller (`user:…:` or `org:`), so two widgets that
+    /// both number their requests `msg-1` do not collide.
+    pub key: String,
+    /// SHA-256 (hex) of the route and the request's parts.
+    pub hash: String,
+}
+
+impl IdempotencyKey {
+    /// Checks the raw header value (1–255 printable characters) and fingerprints the request.
+    pub fn new(
+        raw: &str,
+        end_user: Option<&EndUserId>,
+        route: &str,
+        parts: &[&str],
+    ) -> Result<Self, crate::domain::Invalid> {
+        use sha2::{Digest, Sha256};
+        let key = raw.trim();
+        if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+            return Err(crate::domain::Invalid(
+                "must be 1 to 255 printable characters".to_owned(),
+            ));
+        }
+        let mut h = Sha256::new();
+        h.update(route.as_bytes());
+        for part in parts {
+            h.update([0u8]);
+            h.update(part.as_bytes());
+        }
+        let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let key = match end_user {
+            Some(user) => format!("user:{}:{key}", user.as_str()),
+            None => format!("org:{key}"),
+        };
+        Ok(Self { key, hash })
+    }
+}
+
+/// A turn ready to run on a conversation the caller may use.
 #[derive(Debug, Clone)]
-pub struct TurnRequest {
+pub(super) struct Turn {
     pub org: Arc<Org>,
     pub end_user: Option<EndUserId>,
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub message: MessageText,
-    /// `(Idempotency-Key, hash of the request)`.
-    pub idempotency: Option<(String, String)>,
-    /// The run's id, chosen by the caller so a stream can announce it before the turn starts.
-    pub run_id: Uuid,
+    pub idempotency: Option<IdempotencyKey>,
+    pub run_id: RunId,
     /// Where a streamed turn reports its progress (text deltas, tool calls, states).
     pub events: Option<Arc<RunLog>>,
-}
-
-/// A tool call made during a turn, with its result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ToolCallRecord {
-    pub id: String,
-    #[schema(example = "create_appointment")]
-    pub name: String,
-    /// The arguments as parsed JSON (or the raw text when they were not JSON).
-    pub arguments: Value,
-    /// The tool's JSON result, or `{"error": "…"}`.
-    pub result: Value,
-}
-
-/// The result of a turn; also what an idempotent replay returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TurnOutcome {
-    pub run_id: Uuid,
-    pub conversation_id: Uuid,
-    /// The id of the assistant's reply.
-    pub message_id: Uuid,
-    pub response: String,
-    pub state: AgentState,
-    /// Visible messages in the conversation after the turn.
-    pub message_count: i64,
-    pub tool_calls: Vec<ToolCallRecord>,
-    pub usage: Usage,
-    pub model: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl TurnOutcome {
-    pub fn current_state(&self) -> &'static str {
-        self.state.stage.as_str()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,26 +85,43 @@ pub enum TurnError {
     Busy,
     #[error("no such conversation")]
     NotFound,
+    #[error(transparent)]
+    NotOwner(#[from] NotOwner),
     #[error("the Idempotency-Key was used with another request")]
     IdempotencyMismatch,
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("the turn took longer than {0:?}")]
     Timeout(Duration),
+    #[error("the turn's task failed: {0}")]
+    Crashed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl TurnError {
-    /// The stable problem code this failure is reported with.
-    pub fn code(&self) -> &'static str {
+    /// The stable code this failure is reported with.
+    pub fn code(&self) -> FailureCode {
         match self {
-            Self::Busy => "TURN_IN_PROGRESS",
-            Self::NotFound => "NOT_FOUND",
-            Self::IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
-            Self::Timeout(_) | Self::Model(ModelError::Timeout) => "AGENT_TIMEOUT",
-            Self::Model(_) => "LLM_UPSTREAM_ERROR",
-            Self::Store(_) => "INTERNAL_ERROR",
+            Self::Busy => FailureCode::TurnInProgress,
+            Self::NotFound => FailureCode::NotFound,
+            Self::NotOwner(_) => FailureCode::Forbidden,
+            Self::IdempotencyMismatch => FailureCode::IdempotencyMismatch,
+            Self::Timeout(_) | Self::Model(ModelError::Timeout) => FailureCode::AgentTimeout,
+            Self::Model(_) => FailureCode::LlmUpstreamError,
+            Self::Crashed(_) | Self::Store(_) => FailureCode::InternalError,
+        }
+    }
+}
+
+impl From<crate::conversations::ConversationError> for TurnError {
+    fn from(e: crate::conversations::ConversationError) -> Self {
+        use crate::conversations::ConversationError as C;
+        match e {
+            C::NotFound | C::MessageNotFound => Self::NotFound,
+            C::NotOwner(e) => Self::NotOwner(e),
+            C::Busy => Self::Busy,
+            C::Store(e) => Self::Store(e),
         }
     }
 }
@@ -108,21 +130,33 @@ impl TurnError {
 const OUT_OF_STEPS: &str = "Sorry, I could not finish that request. Could you rephrase it?";
 
 impl Agent {
-    /// Runs a turn to completion on the app's task tracker, so the caller going away (a closed
-    /// connection) does not cut the turn short: it still completes and is persisted.
-    pub async fn run_turn_detached(&self, req: TurnRequest) -> Result<TurnOutcome, TurnError> {
-        let agent = self.clone();
-        let handle = self.tasks.spawn(async move { agent.run_turn(req).await });
-        match handle.await {
-            Ok(r) => r,
-            Err(e) => Err(TurnError::Store(StoreError::Corrupt(format!(
-                "turn task failed: {e}"
-            )))),
+    /// The stored reply of `idem`, if it was used within the idempotency window: the reply
+    /// for the same request, `IdempotencyMismatch` for another one.
+    pub(super) async fn replay(
+        &self,
+        org: &Org,
+        idem: &IdempotencyKey,
+    ) -> Result<Option<TurnOutcome>, TurnError> {
+        let since = crate::domain::now() - IDEMPOTENCY_WINDOW;
+        let Some((stored_hash, response)) = self
+            .store
+            .idempotent_response(&org.id, &idem.key, since)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if stored_hash != idem.hash {
+            return Err(TurnError::IdempotencyMismatch);
         }
+        serde_json::from_value(response).map(Some).map_err(|e| {
+            TurnError::Store(StoreError::Corrupt(format!(
+                "stored idempotent response: {e}"
+            )))
+        })
     }
 
     /// Runs one turn.
-    pub async fn run_turn(&self, req: TurnRequest) -> Result<TurnOutcome, TurnError> {
+    pub(super) async fn run_turn(&self, req: Turn) -> Result<TurnOutcome, TurnError> {
         let org_id = req.org.id.clone();
         let policy = req.org.settings.turn_policy;
 
@@ -144,22 +178,22 @@ impl Agent {
         let result = self.turn_with_lease(&req, &conv, token).await;
         if let Err(e) = &result {
             if let Err(release) = self.store.release_lease(&org_id, conv.id, token).await {
-                tracing::warn!(error = %crate::error::cause_chain(&release), "could not release a turn lease; it will expire");
+                tracing::warn!(error = %crate::telemetry::cause_chain(&release), "could not release a turn lease; it will expire");
             }
-            tracing::info!(conversation = %conv.id, error = %crate::error::cause_chain(e), "turn failed");
+            tracing::info!(conversation = %conv.id, error = %crate::telemetry::cause_chain(e), "turn failed");
         }
         result
     }
 
     async fn acquire(
         &self,
-        req: &TurnRequest,
+        req: &Turn,
         token: Uuid,
         policy: TurnPolicy,
         deadline: tokio::time::Instant,
     ) -> Result<Conversation, TurnError> {
         loop {
-            let now = crate::store::now();
+            let now = crate::domain::now();
             let expires = now
                 + chrono::Duration::from_std(self.settings.lease_duration())
                     .unwrap_or_else(|_| chrono::Duration::minutes(5));
@@ -188,31 +222,20 @@ impl Agent {
 
     async fn turn_with_lease(
         &self,
-        req: &TurnRequest,
+        req: &Turn,
         conv: &Conversation,
         token: Uuid,
     ) -> Result<TurnOutcome, TurnError> {
-        if let Some((key, hash)) = &req.idempotency {
-            let since = crate::store::now() - chrono::Duration::hours(24);
-            if let Some((stored_hash, response)) = self
-                .store
-                .idempotent_response(&req.org.id, key, since)
-                .await?
-            {
-                if &stored_hash != hash {
-                    return Err(TurnError::IdempotencyMismatch);
-                }
+        // Under the lease, so a retry that raced the original sees its committed reply.
+        if let Some(idem) = &req.idempotency {
+            if let Some(outcome) = self.replay(&req.org, idem).await? {
                 self.store
                     .release_lease(&req.org.id, conv.id, token)
                     .await?;
-                return serde_json::from_value(response).map_err(|e| {
-                    TurnError::Store(StoreError::Corrupt(format!(
-                        "stored idempotent response: {e}"
-                    )))
-                });
+                return Ok(outcome);
             }
         }
-        let started_at = crate::store::now();
+        let started_at = crate::domain::now();
         let run_id = req.run_id;
         let timeout = self.settings.turn_timeout;
         let run = tokio::time::timeout(timeout, self.steps(req, conv, run_id, started_at)).await;
@@ -227,12 +250,12 @@ impl Agent {
                     base_seq: conv.last_seq,
                     messages: std::mem::take(&mut produced.messages),
                     checkpoints: std::mem::take(&mut produced.checkpoints),
-                    state: produced.outcome.state.clone(),
+                    state: &produced.state,
                     run: produced.run.clone(),
                     idempotency: req
                         .idempotency
                         .as_ref()
-                        .map(|(k, h)| (k.as_str(), h.as_str(), &outcome_value)),
+                        .map(|i| (i.key.as_str(), i.hash.as_str(), &outcome_value)),
                     now: produced.outcome.created_at,
                 };
                 match self.store.commit_turn(&commit).await {
@@ -247,21 +270,21 @@ impl Agent {
         let failed = RunRecord {
             id: run_id,
             conversation_id: conv.id,
-            status: "failed",
+            status: RunStatus::Failed,
             model: None,
             steps: 0,
             usage: Usage::default(),
             // "CODE: cause": operators read the cause; the API shows clients only the code.
             error: Some(format!(
                 "{}: {}",
-                failure.code(),
-                crate::error::cause_chain(&failure)
+                failure.code().as_str(),
+                crate::telemetry::cause_chain(&failure)
             )),
             started_at,
-            finished_at: crate::store::now(),
+            finished_at: crate::domain::now(),
         };
         if let Err(e) = self.store.record_failed_run(&req.org.id, &failed).await {
-            tracing::warn!(error = %crate::error::cause_chain(&e), "could not record a failed run");
+            tracing::warn!(error = %crate::telemetry::cause_chain(&e), "could not record a failed run");
         }
         Err(failure)
     }
@@ -269,22 +292,17 @@ impl Agent {
     /// The model ⇄ tools loop; returns everything to commit.
     async fn steps(
         &self,
-        req: &TurnRequest,
+        req: &Turn,
         conv: &Conversation,
-        run_id: Uuid,
+        run_id: RunId,
         started_at: DateTime<Utc>,
     ) -> Result<Produced, TurnError> {
         let org = &req.org;
         let after = (conv.last_seq - i64::from(self.settings.history_window)).max(0);
         let history = self.store.messages_after(&org.id, conv.id, after).await?;
-        let tz: chrono_tz::Tz = org.settings.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
-        let context = TurnContext {
-            now: started_at,
-            time_zone: tz,
-            services: org.settings.services.clone(),
-        };
+        let context = TurnContext::new(Arc::clone(org), started_at);
 
-        let mut messages = vec![ChatMessage::system(system_prompt(org, &context))];
+        let mut messages = vec![ChatMessage::system(self.system_prompt(&context))];
         messages.extend(window(&history));
         let user = ChatMessage::user(req.message.as_str());
         messages.push(user.clone());
@@ -302,7 +320,7 @@ impl Agent {
             conversation_id: conv.id,
             now: started_at,
         };
-        let specs = self.tools.specs(&org.settings.enabled_tools);
+        let specs = self.skills.tools().specs(&org.settings.enabled_tools);
         let model_cfg = &org.settings.model;
 
         let mut step: i64 = 0;
@@ -312,7 +330,7 @@ impl Agent {
                 model: model_cfg
                     .model
                     .clone()
-                    .unwrap_or_else(|| self.model.default_model_name()),
+                    .unwrap_or_else(|| self.model.default_model_name().to_owned()),
                 messages: messages.clone(),
                 tools: specs.clone(),
                 temperature: model_cfg.temperature,
@@ -322,15 +340,18 @@ impl Agent {
             };
             let response = match &req.events {
                 Some(log) => {
-                    let mut sink =
-                        |delta: &str| log.push("chunk", serde_json::json!({ "chunk": delta }));
+                    let mut sink = |delta: &str| {
+                        log.push(TurnEvent::Chunk {
+                            chunk: delta.to_owned(),
+                        });
+                    };
                     self.model.complete_streaming(&request, &mut sink).await?
                 }
                 None => self.model.complete(&request).await?,
             };
             usage.add(response.usage);
             model_name.clone_from(&response.model);
-            let now = crate::store::now();
+            let now = crate::domain::now();
             let tool_calls = if i64::from(self.settings.max_steps) <= step {
                 Vec::new()
             } else {
@@ -338,7 +359,7 @@ impl Agent {
             };
             let model_tracks_state = response.state.is_some();
             if let Some(s) = response.state {
-                report_state(req, &state, &s);
+                report_stage(req, &state.stage, &s);
                 state = s;
             }
 
@@ -374,10 +395,16 @@ impl Agent {
                 let arguments = serde_json::from_str(&call.arguments)
                     .unwrap_or_else(|_| Value::String(call.arguments.clone()));
                 if let Some(log) = &req.events {
-                    log.push("tool_call", serde_json::json!({ "id": call.id, "name": call.name, "arguments": arguments }));
+                    log.push(TurnEvent::ToolCall {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        arguments: arguments.clone(),
+                    });
                 }
                 let effect_key = match &req.idempotency {
-                    Some((key, hash)) => format!("idem:{key}:{hash}:{step}:{index}:{}", call.name),
+                    Some(IdempotencyKey { key, hash }) => {
+                        format!("idem:{key}:{hash}:{step}:{index}:{}", call.name)
+                    }
                     // Scoped to this turn's place in the conversation: a retried turn has the
                     // same place, while a provider that numbers calls per response (`call_0`)
                     // does not make later turns look like repeats.
@@ -386,22 +413,26 @@ impl Agent {
                 // Its own tracked task: a turn timeout (or shutdown) dropping this turn cannot
                 // cut a call between its side effect and the record that makes it happen once.
                 let result = {
-                    let (tools, ctx, call) = (self.tools.clone(), tool_ctx.clone(), call.clone());
+                    let (tools, ctx, call) =
+                        (self.skills.tools().clone(), tool_ctx.clone(), call.clone());
                     self.tasks
                         .spawn(async move { tools.run(&ctx, &call, &effect_key).await })
                         .await
                         .unwrap_or_else(|_| serde_json::json!({ "error": "the tool failed" }))
                 };
                 if let Some(log) = &req.events {
-                    log.push(
-                        "tool_result",
-                        serde_json::json!({ "id": call.id, "name": call.name, "result": result }),
-                    );
+                    log.push(TurnEvent::ToolResult {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        result: result.clone(),
+                    });
                 }
-                if !model_tracks_state {
-                    let before = state.clone();
-                    observe(&mut state, call, &result);
-                    report_state(req, &before, &state);
+                if !model_tracks_state && result.get("error").is_none() {
+                    if let Some(skill) = self.skills.owner_of(&call.name) {
+                        let before = state.stage.clone();
+                        skill.observe(&mut state, call, &result);
+                        report_stage(req, &before, &state);
+                    }
                 }
                 let msg = ChatMessage::tool_result(call, result.to_string());
                 produced_messages.push(new_message(
@@ -409,7 +440,7 @@ impl Agent {
                     &msg,
                     None,
                     None,
-                    crate::store::now(),
+                    crate::domain::now(),
                 ));
                 messages.push(msg);
                 records.push(ToolCallRecord {
@@ -422,8 +453,10 @@ impl Agent {
             checkpoints.push(checkpoint(conv, step, &state));
         };
 
-        let finished_at = crate::store::now();
-        let message_id = produced_messages.last().map_or_else(Uuid::now_v7, |m| m.id);
+        let finished_at = crate::domain::now();
+        let message_id = produced_messages
+            .last()
+            .map_or_else(MessageId::new, |m| m.id);
         let visible = i64::try_from(produced_messages.len()).unwrap_or(0);
         Ok(Produced {
             outcome: TurnOutcome {
@@ -431,17 +464,18 @@ impl Agent {
                 conversation_id: conv.id,
                 message_id,
                 response: reply,
-                state,
+                current_state: state.stage.clone(),
                 message_count: conv.message_count + visible,
                 tool_calls: records,
                 usage,
                 model: model_name.clone(),
                 created_at: finished_at,
             },
+            state,
             run: RunRecord {
                 id: run_id,
                 conversation_id: conv.id,
-                status: "completed",
+                status: RunStatus::Completed,
                 model: Some(model_name),
                 steps: step,
                 usage,
@@ -457,24 +491,25 @@ impl Agent {
 
 struct Produced {
     outcome: TurnOutcome,
+    state: ConversationState,
     run: RunRecord,
     messages: Vec<NewMessage>,
     checkpoints: Vec<NewCheckpoint>,
 }
 
 /// Tells a stream when the stage changes.
-fn report_state(req: &TurnRequest, before: &AgentState, after: &AgentState) {
+fn report_stage(req: &Turn, before: &str, after: &ConversationState) {
     if let Some(log) = &req.events {
-        if before.stage != after.stage {
-            log.push(
-                "state",
-                serde_json::json!({ "current_state": after.stage.as_str() }),
-            );
+        if before != after.stage {
+            log.push(TurnEvent::State {
+                session_id: None,
+                current_state: after.stage.clone(),
+            });
         }
     }
 }
 
-fn checkpoint(conv: &Conversation, step: i64, state: &AgentState) -> NewCheckpoint {
+fn checkpoint(conv: &Conversation, step: i64, state: &ConversationState) -> NewCheckpoint {
     let version = conv.checkpoint_version + step;
     NewCheckpoint {
         version,
@@ -492,8 +527,8 @@ fn new_message(
     at: DateTime<Utc>,
 ) -> NewMessage {
     NewMessage {
-        id: Uuid::now_v7(),
-        role: role.as_str(),
+        id: MessageId::new(),
+        role,
         content: m.content.clone(),
         tool_calls: (!m.tool_calls.is_empty()).then(|| m.tool_calls.clone()),
         tool_call_id: m.tool_call_id.clone(),
@@ -507,15 +542,15 @@ fn new_message(
 /// The stored window as model messages. It starts at a user message, and tool calls and tool
 /// results are kept only in pairs: a window cut between a call and its result, or a deleted
 /// message, would otherwise leave half a pair that providers refuse.
-fn window(history: &[StoredMessage]) -> Vec<ChatMessage> {
+fn window(history: &[Message]) -> Vec<ChatMessage> {
     let start = history
         .iter()
-        .position(|m| m.role == "user")
+        .position(|m| m.role == Role::User)
         .unwrap_or(history.len());
     let msgs = &history[start..];
     let answered: HashSet<&str> = msgs
         .iter()
-        .filter(|m| m.role == "tool")
+        .filter(|m| m.role == Role::Tool)
         .filter_map(|m| m.tool_call_id.as_deref())
         .collect();
     let called: HashSet<&str> = msgs
@@ -525,10 +560,9 @@ fn window(history: &[StoredMessage]) -> Vec<ChatMessage> {
         .collect();
     msgs.iter()
         .filter_map(|m| {
-            let role = match m.role.as_str() {
-                "assistant" => Role::Assistant,
-                "tool" => Role::Tool,
-                _ => Role::User,
+            let role = match m.role {
+                Role::System => Role::User,
+                other => other,
             };
             let tool_calls: Vec<ToolCall> = m
                 .tool_calls
@@ -558,47 +592,22 @@ fn window(history: &[StoredMessage]) -> Vec<ChatMessage> {
         .collect()
 }
 
-/// The org's prompt plus the facts an LLM needs to use the tools well.
-fn system_prompt(org: &Org, ctx: &TurnContext) -> String {
-    let local_now = ctx.now.with_timezone(&ctx.time_zone);
-    let services: Vec<String> = ctx
-        .services
-        .iter()
-        .map(|s| format!("{} (id {}, {} min)", s.name, s.id, s.duration_minutes))
-        .collect();
-    format!(
-        "{}\n\nThe business is in time zone {}; it is now {} there. Services: {}. \
-         Times passed to tools are local, formatted YYYY-MM-DDTHH:MM. Collect the customer's name, \
-         email and phone and get an explicit yes before booking.",
-        org.settings.system_prompt,
-        ctx.time_zone.name(),
-        local_now.format("%A %Y-%m-%d %H:%M"),
-        if services.is_empty() {
-            "none".to_owned()
-        } else {
-            services.join(", ")
+impl Agent {
+    /// The org's prompt, where and when the business is, and what each skill with an enabled
+    /// tool tells a language model about using its tools.
+    fn system_prompt(&self, ctx: &TurnContext) -> String {
+        let local_now = ctx.now.with_timezone(&ctx.time_zone);
+        let mut prompt = format!(
+            "{}\n\nThe business is in time zone {}; it is now {} there.",
+            ctx.org.settings.system_prompt,
+            ctx.time_zone.name(),
+            local_now.format("%A %Y-%m-%d %H:%M"),
+        );
+        for paragraph in self.skills.prompts(&ctx.org.settings.enabled_tools, ctx) {
+            prompt.push(' ');
+            prompt.push_str(&paragraph);
         }
-    )
-}
-
-/// Keeps the state meaningful for models that do not track it (LLM providers): what the
-/// booking tools did tells where the conversation stands.
-fn observe(state: &mut AgentState, call: &ToolCall, result: &Value) {
-    if result.get("error").is_some() {
-        return;
-    }
-    let confirmation = result.get("confirmation_number").and_then(Value::as_str);
-    match call.name.as_str() {
-        "create_appointment" | "reschedule_appointment" | "cancel_appointment" => {
-            state.stage = Stage::Complete;
-            state.last_confirmation = confirmation.map(str::to_owned);
-            state.booking = Default::default();
-        }
-        "check_availability" if state.stage < Stage::CollectContact => {
-            state.stage = Stage::CollectDatetime;
-        }
-        "list_services" if state.stage == Stage::Idle => state.stage = Stage::CollectService,
-        _ => {}
+        prompt
     }
 }
 
@@ -607,11 +616,11 @@ mod tests {
     use super::*;
     use sqlx::types::Json;
 
-    fn stored(role: &str, content: &str, calls: &[&str], answers: Option<&str>) -> StoredMessage {
-        StoredMessage {
-            id: Uuid::now_v7(),
+    fn stored(role: &str, content: &str, calls: &[&str], answers: Option<&str>) -> Message {
+        Message {
+            id: MessageId::new(),
             seq: 0,
-            role: role.to_owned(),
+            role: Role::parse(role).unwrap(),
             content: content.to_owned(),
             tool_calls: (!calls.is_empty()).then(|| {
                 Json(

@@ -22,7 +22,7 @@ pub struct Claims {
     pub iss: String,
     /// Set on stream tokens only: the one run whose event stream the token may read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<uuid::Uuid>,
+    pub run: Option<crate::domain::RunId>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl JwtKeys {
         &self,
         org: &str,
         sub: &str,
-        run: uuid::Uuid,
+        run: crate::domain::RunId,
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -88,7 +88,7 @@ impl JwtKeys {
         &self,
         org: &str,
         sub: &str,
-        run: Option<uuid::Uuid>,
+        run: Option<crate::domain::RunId>,
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {

@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::domain::{EndUserId, OrgId};
-use crate::error::ApiError;
+use crate::domain::{EndUserId, Org, OrgId, RunId};
 use crate::metrics::Metrics;
-use crate::orgs::Org;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How often, at most, a key's `last_used_at` is written.
 const TOUCH_INTERVAL_SECONDS: i64 = 60;
@@ -31,6 +30,38 @@ const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 /// One message for every bad key, so a caller cannot probe which prefixes exist.
 const BAD_KEY: &str = "The API key is missing, malformed, unknown, revoked or expired.";
 
+/// Why a credential was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, malformed, unknown, revoked or expired; the text says which, as far as it is
+    /// safe to say.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("token expired")]
+    TokenExpired,
+    /// Authenticated, but not allowed to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("organisation is inactive")]
+    OrgInactive,
+    #[error("no organisation {0}")]
+    OrgNotFound(OrgId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("credential check failed: {0}")]
+    Internal(String),
+}
+
+/// The SHA-256 of the admin token, compared in constant time (digests hide the length too).
+pub fn admin_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// True when `presented` is the admin token whose digest is `expected`.
+pub fn is_admin_token(presented: &str, expected: &[u8; 32]) -> bool {
+    bool::from(admin_digest(presented).ct_eq(expected))
+}
+
 /// Which credential authenticated a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -39,7 +70,7 @@ pub enum Credential {
     /// A browser or app with an end-user token: acts for one end user.
     EndUserToken,
     /// A stream token: may only read the events of this run.
-    StreamToken { run_id: Uuid },
+    StreamToken { run_id: RunId },
 }
 
 /// The authenticated caller, whatever credential it used.
@@ -56,11 +87,19 @@ impl Principal {
         &self.org.id
     }
 
+    /// The caller as the conversation rules see it.
+    pub fn caller(&self) -> crate::conversations::Caller<'_> {
+        crate::conversations::Caller {
+            org: &self.org.id,
+            end_user: self.end_user.as_ref(),
+        }
+    }
+
     /// 403 unless the caller used an API key (the business, not one of its end users).
-    pub fn require_api_key(&self, what: &str) -> Result<(), ApiError> {
+    pub fn require_api_key(&self, what: &str) -> Result<(), AuthError> {
         match self.credential {
             Credential::ApiKey { .. } => Ok(()),
-            Credential::EndUserToken | Credential::StreamToken { .. } => Err(ApiError::Forbidden(
+            Credential::EndUserToken | Credential::StreamToken { .. } => Err(AuthError::Forbidden(
                 format!("{what} are available to API-key callers only."),
             )),
         }
@@ -120,8 +159,8 @@ impl Authenticator {
     }
 
     /// Authenticates a presented API key.
-    pub async fn authenticate_key(&self, presented: &str) -> Result<Principal, ApiError> {
-        let prefix = api_keys::parse_prefix(presented).ok_or(ApiError::Unauthorized(BAD_KEY))?;
+    pub async fn authenticate_key(&self, presented: &str) -> Result<Principal, AuthError> {
+        let prefix = api_keys::parse_prefix(presented).ok_or(AuthError::Unauthorized(BAD_KEY))?;
         let fingerprint = api_keys::fingerprint(presented);
         let now = Utc::now();
 
@@ -131,13 +170,13 @@ impl Authenticator {
         };
         // The prefix matched a verified key; the rest of the key must match it too.
         if !bool::from(cached.fingerprint.ct_eq(&fingerprint)) {
-            return Err(ApiError::Unauthorized(BAD_KEY));
+            return Err(AuthError::Unauthorized(BAD_KEY));
         }
         if cached.expires_at.is_some_and(|e| e <= now) {
             self.keys.invalidate(prefix);
-            return Err(ApiError::Unauthorized(BAD_KEY));
+            return Err(AuthError::Unauthorized(BAD_KEY));
         }
-        self.touch(&cached, crate::store::now());
+        self.touch(&cached, crate::domain::now());
         let org = self.active_org(&cached.org_id).await?;
         Ok(Principal {
             org,
@@ -153,31 +192,32 @@ impl Authenticator {
         prefix: &str,
         presented: &str,
         fingerprint: [u8; 32],
-    ) -> Result<Arc<CachedKey>, ApiError> {
+    ) -> Result<Arc<CachedKey>, AuthError> {
         let cred = self
             .store
             .find_key_by_prefix(prefix)
             .await?
-            .ok_or(ApiError::Unauthorized(BAD_KEY))?;
+            .ok_or(AuthError::Unauthorized(BAD_KEY))?;
         let now = Utc::now();
         if cred.revoked_at.is_some() || cred.expires_at.is_some_and(|e| e <= now) {
-            return Err(ApiError::Unauthorized(BAD_KEY));
+            return Err(AuthError::Unauthorized(BAD_KEY));
         }
         let _permit = self
             .verifications
             .acquire()
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
         self.metrics.api_key_verifications.inc();
         let (plaintext, hash) = (presented.to_owned(), cred.secret_hash);
         // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || api_keys::verify(&plaintext, &hash))
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
         if !ok {
-            return Err(ApiError::Unauthorized(BAD_KEY));
+            return Err(AuthError::Unauthorized(BAD_KEY));
         }
-        let org_id = OrgId::parse(&cred.org_id).map_err(ApiError::internal)?;
+        let org_id = OrgId::parse(&cred.org_id)
+            .map_err(|e| AuthError::Store(StoreError::Corrupt(format!("key's org id: {e}"))))?;
         let entry = Arc::new(CachedKey {
             key_id: cred.id,
             org_id,
@@ -204,18 +244,18 @@ impl Authenticator {
         let (store, key_id) = (self.store.clone(), key.key_id);
         self.tasks.spawn(async move {
             if let Err(e) = store.touch_key(key_id, now).await {
-                tracing::warn!(%key_id, error = %crate::error::cause_chain(&e), "could not record key use");
+                tracing::warn!(%key_id, error = %crate::telemetry::cause_chain(&e), "could not record key use");
             }
         });
     }
 
     /// Authenticates an end-user bearer token.
-    pub async fn authenticate_token(&self, token: &str) -> Result<Principal, ApiError> {
+    pub async fn authenticate_token(&self, token: &str) -> Result<Principal, AuthError> {
         let claims = self.jwt.verify(token).map_err(|e| match e {
-            jwt::TokenError::Expired => ApiError::TokenExpired,
-            jwt::TokenError::Invalid => ApiError::Unauthorized("The bearer token is invalid."),
+            jwt::TokenError::Expired => AuthError::TokenExpired,
+            jwt::TokenError::Invalid => AuthError::Unauthorized("The bearer token is invalid."),
         })?;
-        let bad_claims = || ApiError::Unauthorized("The bearer token's claims are invalid.");
+        let bad_claims = || AuthError::Unauthorized("The bearer token's claims are invalid.");
         // Stream tokens open one run's event stream and nothing else.
         if claims.run.is_some() {
             return Err(bad_claims());
@@ -224,7 +264,7 @@ impl Authenticator {
         let end_user = EndUserId::parse(&claims.sub).map_err(|_| bad_claims())?;
         // A token naming an organisation that does not exist is as good as a forged one.
         let org = match self.active_org(&org_id).await {
-            Err(ApiError::NotFound(_)) => return Err(bad_claims()),
+            Err(AuthError::OrgNotFound(_)) => return Err(bad_claims()),
             other => other?,
         };
         Ok(Principal {
@@ -238,24 +278,24 @@ impl Authenticator {
     pub async fn authenticate_stream_token(
         &self,
         token: &str,
-        run_id: Uuid,
-    ) -> Result<Principal, ApiError> {
+        run_id: RunId,
+    ) -> Result<Principal, AuthError> {
         let claims = self.jwt.verify(token).map_err(|e| match e {
-            jwt::TokenError::Expired => ApiError::TokenExpired,
-            jwt::TokenError::Invalid => ApiError::Unauthorized("The stream token is invalid."),
+            jwt::TokenError::Expired => AuthError::TokenExpired,
+            jwt::TokenError::Invalid => AuthError::Unauthorized("The stream token is invalid."),
         })?;
         if claims.run != Some(run_id) {
-            return Err(ApiError::Unauthorized(
+            return Err(AuthError::Unauthorized(
                 "The stream token is for another run.",
             ));
         }
         let org_id = OrgId::parse(&claims.org)
-            .map_err(|_| ApiError::Unauthorized("The stream token is invalid."))?;
+            .map_err(|_| AuthError::Unauthorized("The stream token is invalid."))?;
         let end_user = match claims.sub.strip_prefix("key:") {
             Some(_) => None,
             None => Some(
                 EndUserId::parse(&claims.sub)
-                    .map_err(|_| ApiError::Unauthorized("The stream token is invalid."))?,
+                    .map_err(|_| AuthError::Unauthorized("The stream token is invalid."))?,
             ),
         };
         let org = self.active_org(&org_id).await?;
@@ -267,16 +307,16 @@ impl Authenticator {
     }
 
     /// The organisation, from cache or store; 403 `ORG_INACTIVE` when deactivated.
-    async fn active_org(&self, id: &OrgId) -> Result<Arc<Org>, ApiError> {
+    async fn active_org(&self, id: &OrgId) -> Result<Arc<Org>, AuthError> {
         let org = self.org(id).await?;
         if org.active {
             Ok(org)
         } else {
-            Err(ApiError::OrgInactive)
+            Err(AuthError::OrgInactive)
         }
     }
 
-    pub async fn org(&self, id: &OrgId) -> Result<Arc<Org>, ApiError> {
+    pub async fn org(&self, id: &OrgId) -> Result<Arc<Org>, AuthError> {
         if let Some(org) = self.orgs.get(id) {
             return Ok(org);
         }
@@ -284,7 +324,7 @@ impl Authenticator {
             self.store
                 .get_org(id)
                 .await?
-                .ok_or_else(|| ApiError::NotFound(format!("no organisation {id}")))?,
+                .ok_or_else(|| AuthError::OrgNotFound(id.clone()))?,
         );
         self.orgs.insert(id.clone(), Arc::clone(&org));
         Ok(org)

@@ -3,17 +3,18 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Json, Query, path_uuid};
+use super::page::{PageParams, Paged};
 use crate::admin::{self, CreatedApiKey, NewApiKey};
-use crate::app::AppState;
 use crate::domain::OrgId;
-use crate::error::{ApiError, Problem};
-use crate::orgs::{NewOrg, Org, UpdateOrg};
+use crate::domain::org::{NewOrg, Org, OrgPatch, UpdateOrg};
+use crate::http::error::{ApiError, Problem};
+use crate::state::AppState;
 use crate::store::keys::ApiKey;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,52 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
 }
 
-/// `limit`/`offset` pagination.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1–100.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<i64>,
-    /// Items to skip.
-    #[param(minimum = 0, default = 0)]
-    pub offset: Option<i64>,
-}
-
-impl PageParams {
-    pub fn resolve(&self) -> Result<(i64, i64), ApiError> {
-        let limit = self.limit.unwrap_or(20);
-        let offset = self.offset.unwrap_or(0);
-        let mut errors = Vec::new();
-        if !(1..=100).contains(&limit) {
-            errors.push(crate::error::FieldError::new(
-                "limit",
-                "must be between 1 and 100",
-            ));
-        }
-        if offset < 0 {
-            errors.push(crate::error::FieldError::new(
-                "offset",
-                "must not be negative",
-            ));
-        }
-        if errors.is_empty() {
-            Ok((limit, offset))
-        } else {
-            Err(ApiError::Validation(errors))
-        }
-    }
-}
-
 /// A page of organisations.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrgPage {
-    pub items: Vec<Org>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
+pub type OrgPage = Paged<Org>;
 
 /// The organisation's API keys, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,12 +64,10 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .map_err(|_| ApiError::validation("If-Match", "must be an ETag from this API, like \"3\""))
 }
 
-impl AppState {
-    /// Drops what this instance cached about an org after a change, so it applies at once.
-    async fn org_changed(&self, id: &OrgId) {
-        self.auth.evict_org(id);
-        self.cors.reload(&self.store).await;
-    }
+/// Drops what this instance cached about an org after a change, so it applies at once.
+async fn org_changed(state: &AppState, id: &OrgId) {
+    state.auth.evict_org(id);
+    state.cors.reload(&state.store).await;
 }
 
 /// Create an organisation.
@@ -128,8 +83,8 @@ async fn create_org(
     State(state): State<AppState>,
     Json(body): Json<NewOrg>,
 ) -> Result<Response, ApiError> {
-    let org = admin::create_org(&state.store, &body.id, body.patch()).await?;
-    state.org_changed(&org.id).await;
+    let org = admin::create_org(&state.store, &state.tool_names(), &body.id, body.patch()).await?;
+    org_changed(&state, &org.id).await;
     let location = format!("/api/v1/admin/orgs/{}", org.id);
     let mut res = with_etag(StatusCode::CREATED, org);
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -146,16 +101,9 @@ async fn list_orgs(
     State(state): State<AppState>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<OrgPage>, ApiError> {
-    let (limit, offset) = page.resolve()?;
-    let p = state.store.list_orgs(limit, offset).await?;
-    let has_more = offset + (p.items.len() as i64) < p.total;
-    Ok(axum::Json(OrgPage {
-        items: p.items,
-        total: p.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    let req = page.resolve()?;
+    let p = state.store.list_orgs(req).await?;
+    Ok(axum::Json(Paged::of(p, req, |o| o)))
 }
 
 /// Get an organisation.
@@ -199,8 +147,15 @@ async fn update_org(
         }
         (a, b) => a.or(b),
     };
-    let org = admin::update_org(&state.store, &id, body.patch(), expected).await?;
-    state.org_changed(&id).await;
+    let org = admin::update_org(
+        &state.store,
+        &state.tool_names(),
+        &id,
+        body.patch(),
+        expected,
+    )
+    .await?;
+    org_changed(&state, &id).await;
     Ok(with_etag(StatusCode::OK, org))
 }
 
@@ -217,12 +172,12 @@ async fn deactivate_org(
     Path(org): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = org_id(&org)?;
-    let patch = crate::orgs::OrgPatch {
+    let patch = OrgPatch {
         active: Some(false),
         ..Default::default()
     };
-    let org = admin::update_org(&state.store, &id, patch, None).await?;
-    state.org_changed(&id).await;
+    let org = admin::update_org(&state.store, &state.tool_names(), &id, patch, None).await?;
+    org_changed(&state, &id).await;
     Ok(with_etag(StatusCode::OK, org))
 }
 
@@ -278,7 +233,7 @@ async fn revoke_key(
     let key_id = path_uuid("key_id", &key_id)?;
     let key = state
         .store
-        .revoke_key(&id, key_id, crate::store::now())
+        .revoke_key(&id, key_id, crate::domain::now())
         .await?;
     state.auth.evict_key(&key.prefix);
     Ok(StatusCode::NO_CONTENT)

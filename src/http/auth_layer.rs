@@ -1,17 +1,15 @@
 //! The authentication layers: `authenticate` for the tenant API (API key or end-user JWT, then
 //! the org's rate limit) and `require_admin` for the admin API.
 
+use crate::auth::{Principal, is_admin_token};
+use crate::domain::RunId;
+use crate::http::error::ApiError;
+use crate::rate_limit::Decision;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::rate_limit::Decision;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -22,11 +20,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The run id of a `GET /api/v1/runs/{id}/stream` path: the one route a stream token opens.
-fn run_stream_path(path: &str) -> Option<uuid::Uuid> {
+fn run_stream_path(path: &str) -> Option<RunId> {
     let id = path
         .strip_prefix("/api/v1/runs/")?
         .strip_suffix("/stream")?;
-    uuid::Uuid::try_parse(id).ok()
+    uuid::Uuid::try_parse(id).ok().map(RunId::from)
 }
 
 /// `stream_token` from the query string.
@@ -38,7 +36,7 @@ fn stream_token(query: Option<&str>) -> Option<String> {
 
 /// A stream token presented (in the query) for the run stream route, without header
 /// credentials: `(run id, token)`.
-fn presented_stream_token(req: &Request) -> Option<(uuid::Uuid, String)> {
+fn presented_stream_token(req: &Request) -> Option<(RunId, String)> {
     let headers = req.headers();
     if headers.contains_key(API_KEY_HEADER)
         || headers.contains_key(header::AUTHORIZATION)
@@ -57,12 +55,12 @@ async fn resolve_headers(state: &AppState, headers: &HeaderMap) -> Result<Princi
         let key = key
             .to_str()
             .map_err(|_| ApiError::Unauthorized("The API key is malformed."))?;
-        return state.auth.authenticate_key(key.trim()).await;
+        return Ok(state.auth.authenticate_key(key.trim()).await?);
     }
     match bearer(headers) {
         // Some HTTP clients only let plugin authors set Authorization: accept keys there too.
-        Some(t) if t.starts_with("ak_") => state.auth.authenticate_key(t).await,
-        Some(t) => state.auth.authenticate_token(t).await,
+        Some(t) if t.starts_with("ak_") => Ok(state.auth.authenticate_key(t).await?),
+        Some(t) => Ok(state.auth.authenticate_token(t).await?),
         None => Err(ApiError::Unauthorized(
             "Authentication required: send X-API-Key: ak_… or Authorization: Bearer <token>.",
         )),
@@ -73,7 +71,11 @@ async fn resolve_headers(state: &AppState, headers: &HeaderMap) -> Result<Princi
 /// `RateLimit-*` headers (and the `X-RateLimit-*` twins) of whatever the handler answers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let resolved = match presented_stream_token(&req) {
-        Some((run_id, token)) => state.auth.authenticate_stream_token(&token, run_id).await,
+        Some((run_id, token)) => state
+            .auth
+            .authenticate_stream_token(&token, run_id)
+            .await
+            .map_err(ApiError::from),
         None => resolve_headers(&state, req.headers()).await,
     };
     let principal = match resolved {
@@ -113,11 +115,6 @@ fn rate_limit_headers(headers: &mut HeaderMap, d: Decision) {
     }
 }
 
-/// The SHA-256 of the admin token, compared in constant time (digests hide the length too).
-pub fn admin_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 /// Admits only callers with `Authorization: Bearer $ADMIN_TOKEN`. With no token configured
 /// the admin API does not exist (404, saying how to enable it).
 pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -127,9 +124,8 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
         )
         .into_response();
     };
-    let presented = bearer(req.headers()).map(admin_digest);
-    match presented {
-        Some(d) if bool::from(d.ct_eq(&expected)) => next.run(req).await,
+    match bearer(req.headers()) {
+        Some(t) if is_admin_token(t, &expected) => next.run(req).await,
         Some(_) => ApiError::Unauthorized("The admin token is wrong.").into_response(),
         None => {
             ApiError::Unauthorized("Admin token required: Authorization: Bearer <ADMIN_TOKEN>.")

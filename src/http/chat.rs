@@ -1,29 +1,27 @@
 //! Chat and sessions: `POST /api/v1/chat` (a session is a conversation whose id the client
 //! chose), `GET /api/v1/sessions/{id}/history`, `DELETE /api/v1/sessions/{id}`. Also the
-//! pieces the conversations router shares: ownership checks, Idempotency-Key handling and the
-//! message views.
-
-use std::sync::Arc;
+//! pieces the conversations router shares: reading an Idempotency-Key and a message, and the
+//! message view. Handlers parse, call the agent or the conversations service, and render.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
-use super::extract::{Json, path_uuid};
-use crate::agent::model::{ToolCall, Usage};
-use crate::agent::runs::RunLog;
-use crate::agent::turn::{ToolCallRecord, TurnOutcome, TurnRequest};
-use crate::app::AppState;
+use super::extract::{Json, path_id};
+use crate::agent::{Delivery, IdempotencyKey, Target, TurnRequest};
 use crate::auth::Principal;
-use crate::domain::{MessageText, OrgId, parse_uuid};
-use crate::error::{ApiError, FieldError, Problem};
-use crate::store::conversations::{Conversation, StoredMessage};
+use crate::conversations;
+use crate::domain::chat::{Role, ToolCall};
+use crate::domain::conversation::Message;
+use crate::domain::page::PageRequest;
+use crate::domain::turn::TurnMetadata;
+use crate::domain::{ConversationId, MessageId, MessageText, OrgId, parse_uuid};
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -47,37 +45,6 @@ pub struct ChatRequest {
     pub org_id: String,
 }
 
-/// What the turn did, beside the reply.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TurnMetadata {
-    /// Id of the assistant's reply message.
-    pub message_id: Uuid,
-    /// COLLECT_SERVICE, COLLECT_DATETIME, COLLECT_CONTACT, CONFIRM, COMPLETE or IDLE.
-    #[schema(example = "COLLECT_SERVICE")]
-    pub current_state: &'static str,
-    /// Messages in the conversation, this turn's included (tool calls and results count).
-    pub message_count: i64,
-    pub tool_calls: Vec<ToolCallRecord>,
-    pub usage: Usage,
-    #[schema(example = "offline")]
-    pub model: String,
-    pub run_id: Uuid,
-}
-
-impl TurnMetadata {
-    pub fn of(o: &TurnOutcome) -> Self {
-        Self {
-            message_id: o.message_id,
-            current_state: o.current_state(),
-            message_count: o.message_count,
-            tool_calls: o.tool_calls.clone(),
-            usage: o.usage,
-            model: o.model.clone(),
-            run_id: o.run_id,
-        }
-    }
-}
-
 /// The agent's answer to a chat message.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatResponse {
@@ -85,19 +52,18 @@ pub struct ChatResponse {
         example = "Happy to help! Which service would you like: General Consultation, Follow-up Visit or Extended Session?"
     )]
     pub response: String,
-    pub session_id: Uuid,
+    pub session_id: ConversationId,
     /// Id of the assistant's reply message.
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub metadata: TurnMetadata,
 }
 
 /// A stored message as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
-    pub id: Uuid,
+    pub id: MessageId,
     /// user, assistant or tool.
-    #[schema(example = "assistant")]
-    pub role: String,
+    pub role: Role,
     pub content: String,
     /// Tool calls an assistant message made.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -113,8 +79,8 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<StoredMessage> for MessageView {
-    fn from(m: StoredMessage) -> Self {
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
         Self {
             id: m.id,
             role: m.role,
@@ -132,74 +98,37 @@ impl From<StoredMessage> for MessageView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionMetadata {
     #[schema(example = "CONFIRM")]
-    pub current_state: &'static str,
+    pub current_state: String,
     pub message_count: i64,
 }
 
 /// A session's messages, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionHistory {
-    pub session_id: Uuid,
+    pub session_id: ConversationId,
     pub messages: Vec<MessageView>,
     pub metadata: SessionMetadata,
 }
 
-/// The conversation, if the caller may see it: another org's is 404, another end user's 403.
-pub async fn visible_conversation(
-    state: &AppState,
-    p: &Principal,
-    id: Uuid,
-) -> Result<Conversation, ApiError> {
-    let conv = state
-        .store
-        .get_conversation(p.org_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation {id}")))?;
-    check_owner(p, &conv)?;
-    Ok(conv)
-}
-
-/// End users may use only their own conversations; API-key callers all of their org's.
-pub fn check_owner(p: &Principal, conv: &Conversation) -> Result<(), ApiError> {
-    match (&p.end_user, &conv.end_user) {
-        (Some(user), owner) if owner.as_deref() != Some(user.as_str()) => Err(ApiError::Forbidden(
-            "This conversation belongs to another user.".to_owned(),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The `Idempotency-Key` header with a fingerprint of what it is used for.
-/// Keys are scoped to the caller (the end user, or the API key's organisation as a whole), so
-/// two widgets that both number their requests `msg-1` do not collide.
+/// The `Idempotency-Key` header, scoped to the caller and fingerprinted with what it is used
+/// for (`route` and the request's `parts`).
 pub fn idempotency(
     headers: &HeaderMap,
     principal: &Principal,
     route: &str,
     parts: &[&str],
-) -> Result<Option<(String, String)>, ApiError> {
+) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = v.to_str().unwrap_or("").trim();
-    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "Idempotency-Key",
-            "must be 1 to 255 printable characters",
-        ));
-    }
-    let mut h = Sha256::new();
-    h.update(route.as_bytes());
-    for part in parts {
-        h.update([0u8]);
-        h.update(part.as_bytes());
-    }
-    let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let scoped = match &principal.end_user {
-        Some(user) => format!("user:{}:{key}", user.as_str()),
-        None => format!("org:{key}"),
-    };
-    Ok(Some((scoped, hash)))
+    IdempotencyKey::new(
+        v.to_str().unwrap_or(""),
+        principal.end_user.as_ref(),
+        route,
+        parts,
+    )
+    .map(Some)
+    .map_err(|e| ApiError::validation("Idempotency-Key", e.0))
 }
 
 /// A message validated against the org's limits.
@@ -227,12 +156,10 @@ async fn post_chat(
     headers: HeaderMap,
     Json(body): Json<ChatRequest>,
 ) -> Result<axum::Json<ChatResponse>, ApiError> {
-    let turn = prepare_chat(&state, &principal, &headers, &body).await?;
-    let session_id = turn.conv.id;
-    let outcome = state
-        .agent
-        .run_turn_detached(turn.into_request(&principal, None))
-        .await?;
+    let req = chat_request(&principal, &headers, &body)?;
+    let handle = state.agent.start(req, Delivery::Reply).await?;
+    let session_id = handle.conversation.id;
+    let outcome = handle.outcome().await?;
     Ok(axum::Json(ChatResponse {
         response: outcome.response.clone(),
         session_id,
@@ -241,35 +168,13 @@ async fn post_chat(
     }))
 }
 
-/// A turn ready to run: validated, authorised, its conversation found or created.
-pub struct PreparedTurn {
-    pub conv: Conversation,
-    pub message: MessageText,
-    pub idempotency: Option<(String, String)>,
-}
-
-impl PreparedTurn {
-    pub fn into_request(self, principal: &Principal, events: Option<Arc<RunLog>>) -> TurnRequest {
-        TurnRequest {
-            org: principal.org.clone(),
-            end_user: principal.end_user.clone(),
-            conversation_id: self.conv.id,
-            message: self.message,
-            idempotency: self.idempotency,
-            run_id: events.as_ref().map_or_else(Uuid::now_v7, |log| log.run_id),
-            events,
-        }
-    }
-}
-
-/// Validates a /chat body (every field error at once), checks the org, finds or creates the
-/// session and checks the caller may use it. Shared by /chat and /chat/stream.
-pub async fn prepare_chat(
-    state: &AppState,
+/// Validates a /chat body (every field error at once) and checks the org: the turn to ask the
+/// agent for. Shared by /chat and /chat/stream.
+pub fn chat_request(
     principal: &Principal,
     headers: &HeaderMap,
     body: &ChatRequest,
-) -> Result<PreparedTurn, ApiError> {
+) -> Result<TurnRequest, ApiError> {
     let mut errors = Vec::new();
     let org = OrgId::parse(&body.org_id)
         .map_err(|e| errors.push(FieldError::new("org_id", e.0)))
@@ -296,14 +201,10 @@ pub async fn prepare_chat(
         "chat",
         &[org.as_str(), &session.to_string(), message.as_str()],
     )?;
-    let end_user = principal.end_user.as_ref().map(|u| u.as_str());
-    let conv = state
-        .store
-        .ensure_session(&org, session, end_user, crate::store::now())
-        .await?;
-    check_owner(principal, &conv)?;
-    Ok(PreparedTurn {
-        conv,
+    Ok(TurnRequest {
+        org: principal.org.clone(),
+        end_user: principal.end_user.clone(),
+        target: Target::Session(ConversationId::from(session)),
         message,
         idempotency,
     })
@@ -324,12 +225,14 @@ async fn get_history(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<SessionHistory>, ApiError> {
-    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
+    let id = path_id("id", &id)?;
     // The latest messages, shown oldest first.
-    let page = state
-        .store
-        .list_messages(principal.org_id(), conv.id, true, HISTORY_LIMIT, 0)
-        .await?;
+    let latest = PageRequest {
+        limit: HISTORY_LIMIT,
+        offset: 0,
+    };
+    let (conv, page) =
+        conversations::messages(&state.store, principal.caller(), id, true, latest).await?;
     Ok(axum::Json(SessionHistory {
         session_id: conv.id,
         messages: page
@@ -339,7 +242,7 @@ async fn get_history(
             .map(MessageView::from)
             .collect(),
         metadata: SessionMetadata {
-            current_state: conv.state.0.stage.as_str(),
+            current_state: conv.state.0.stage,
             message_count: conv.message_count,
         },
     }))
@@ -357,27 +260,7 @@ async fn delete_session(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_uuid("id", &id)?;
-    // Soft-deleted conversations can be erased too: erasure is the stronger request.
-    let owner = state
-        .store
-        .conversation_owner(principal.org_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
-    if let Some(user) = &principal.end_user {
-        if owner.as_deref() != Some(user.as_str()) {
-            return Err(ApiError::Forbidden(
-                "This conversation belongs to another user.".to_owned(),
-            ));
-        }
-    }
-    match state
-        .store
-        .erase_conversation(principal.org_id(), id, crate::store::now())
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(crate::store::StoreError::Conflict(_)) => Err(ApiError::TurnInProgress),
-        Err(e) => Err(e.into()),
-    }
+    let id = path_id("id", &id)?;
+    conversations::erase(&state.store, principal.caller(), id, crate::domain::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

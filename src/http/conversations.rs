@@ -9,17 +9,19 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
-use super::admin::PageParams;
-use super::chat::{
-    MessageView, PreparedTurn, TurnMetadata, idempotency, message_text, visible_conversation,
-};
-use super::extract::{Json, Query, path_uuid};
-use crate::app::AppState;
+use super::chat::{MessageView, idempotency, message_text};
+use super::extract::{Json, Query, path_id};
+use super::page::{PageParams, Paged};
+use crate::agent::{Delivery, Target, TurnRequest};
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::store::conversations::{Conversation, ConversationFilter};
+use crate::conversations;
+use crate::domain::conversation::{Conversation, ConversationKind};
+use crate::domain::page::PageRequest;
+use crate::domain::turn::TurnMetadata;
+use crate::domain::{ConversationId, MessageId};
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -56,10 +58,9 @@ pub struct UpdateConversation {
 /// A conversation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationView {
-    pub id: Uuid,
+    pub id: ConversationId,
     /// `conversation`, or `session` for those started through /chat.
-    #[schema(example = "conversation")]
-    pub kind: String,
+    pub kind: ConversationKind,
     #[schema(example = "Booking help")]
     pub title: String,
     pub metadata: Value,
@@ -69,7 +70,7 @@ pub struct ConversationView {
     pub message_count: i64,
     pub last_message_at: Option<DateTime<Utc>>,
     #[schema(example = "IDLE")]
-    pub current_state: &'static str,
+    pub current_state: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -85,7 +86,7 @@ impl From<Conversation> for ConversationView {
             user_id: c.end_user,
             message_count: c.message_count,
             last_message_at: c.last_message_at,
-            current_state: c.state.0.stage.as_str(),
+            current_state: c.state.0.stage,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -93,24 +94,10 @@ impl From<Conversation> for ConversationView {
 }
 
 /// A page of conversations.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConversationPage {
-    pub items: Vec<ConversationView>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
+pub type ConversationPage = Paged<ConversationView>;
 
 /// A page of messages.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MessagePage {
-    pub items: Vec<MessageView>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
+pub type MessagePage = Paged<MessageView>;
 
 /// Filters for listing conversations.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -151,7 +138,7 @@ pub struct ToolResultView {
 /// The assistant's reply to a message.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AssistantReply {
-    pub id: Uuid,
+    pub id: MessageId,
     #[schema(example = "assistant")]
     pub role: &'static str,
     pub content: String,
@@ -196,16 +183,13 @@ async fn create_conversation(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let now = crate::store::now();
+    let now = crate::domain::now();
     let title = title.unwrap_or_else(|| format!("Chat {}", now.format("%Y-%m-%d %H:%M")));
     let metadata = body
         .metadata
         .unwrap_or_else(|| Value::Object(Default::default()));
-    let end_user = principal.end_user.as_ref().map(|u| u.as_str());
-    let conv = state
-        .store
-        .create_conversation(principal.org_id(), end_user, &title, &metadata, now)
-        .await?;
+    let conv =
+        conversations::create(&state.store, principal.caller(), &title, &metadata, now).await?;
     Ok((StatusCode::CREATED, axum::Json(conv.into())))
 }
 
@@ -218,27 +202,9 @@ async fn list_conversations(
     principal: Principal,
     Query(q): Query<ConversationQuery>,
 ) -> Result<axum::Json<ConversationPage>, ApiError> {
-    let (limit, offset) = PageParams {
-        limit: q.limit,
-        offset: q.offset,
-    }
-    .resolve()?;
-    let filter = ConversationFilter {
-        end_user: principal.end_user.as_ref().map(|u| u.as_str()),
-        archived: q.archived,
-    };
-    let page = state
-        .store
-        .list_conversations(principal.org_id(), &filter, limit, offset)
-        .await?;
-    let has_more = offset + (page.items.len() as i64) < page.total;
-    Ok(axum::Json(ConversationPage {
-        items: page.items.into_iter().map(ConversationView::from).collect(),
-        total: page.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    let req = PageRequest::new(q.limit, q.offset).map_err(ApiError::Validation)?;
+    let page = conversations::list(&state.store, principal.caller(), q.archived, req).await?;
+    Ok(axum::Json(Paged::of(page, req, ConversationView::from)))
 }
 
 /// Get a conversation.
@@ -253,7 +219,8 @@ async fn get_conversation(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ConversationView>, ApiError> {
-    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
+    let conv =
+        conversations::visible(&state.store, principal.caller(), path_id("id", &id)?).await?;
     Ok(axum::Json(conv.into()))
 }
 
@@ -271,25 +238,23 @@ async fn update_conversation(
     Path(id): Path<String>,
     Json(body): Json<UpdateConversation>,
 ) -> Result<axum::Json<ConversationView>, ApiError> {
-    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
+    let id = path_id("id", &id)?;
     let mut errors = Vec::new();
     let title = check_title(body.title.as_deref(), &mut errors);
     check_metadata(body.metadata.as_ref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let updated = state
-        .store
-        .update_conversation(
-            principal.org_id(),
-            conv.id,
-            title.as_deref(),
-            body.metadata.as_ref(),
-            body.archived,
-            crate::store::now(),
-        )
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no conversation {}", conv.id)))?;
+    let updated = conversations::update(
+        &state.store,
+        principal.caller(),
+        id,
+        title.as_deref(),
+        body.metadata.as_ref(),
+        body.archived,
+        crate::domain::now(),
+    )
+    .await?;
     Ok(axum::Json(updated.into()))
 }
 
@@ -305,16 +270,9 @@ async fn delete_conversation(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
-    match state
-        .store
-        .soft_delete_conversation(principal.org_id(), conv.id, crate::store::now())
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(crate::store::StoreError::Conflict(_)) => Err(ApiError::TurnInProgress),
-        Err(e) => Err(e.into()),
-    }
+    let id = path_id("id", &id)?;
+    conversations::delete(&state.store, principal.caller(), id, crate::domain::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Send a message: runs an agent turn and returns the assistant's reply. Accepts
@@ -337,10 +295,12 @@ async fn create_message(
     headers: HeaderMap,
     Json(body): Json<NewMessage>,
 ) -> Result<(StatusCode, axum::Json<AssistantReply>), ApiError> {
-    let turn = prepare_message(&state, &principal, &headers, &id, &body).await?;
+    let req = message_request(&principal, &headers, &id, &body)?;
     let outcome = state
         .agent
-        .run_turn_detached(turn.into_request(&principal, None))
+        .start(req, Delivery::Reply)
+        .await?
+        .outcome()
         .await?;
     let reply = AssistantReply {
         id: outcome.message_id,
@@ -370,30 +330,30 @@ async fn create_message(
     Ok((StatusCode::CREATED, axum::Json(reply)))
 }
 
-/// Validates a message for conversation `id` and checks the caller may post to it. Shared by
-/// the plain and the streaming endpoint.
-pub async fn prepare_message(
-    state: &AppState,
+/// Validates a message for conversation `id`: the turn to ask the agent for (which checks the
+/// caller may post to it). Shared by the plain and the streaming endpoint.
+pub fn message_request(
     principal: &Principal,
     headers: &HeaderMap,
     id: &str,
     body: &NewMessage,
-) -> Result<PreparedTurn, ApiError> {
-    let id = path_uuid("id", id)?;
+) -> Result<TurnRequest, ApiError> {
+    let id: ConversationId = path_id("id", id)?;
     let message = message_text(principal, &body.message)?;
-    let conv = visible_conversation(state, principal, id).await?;
     let idempotency = idempotency(
         headers,
         principal,
         "messages",
         &[
             principal.org_id().as_str(),
-            &conv.id.to_string(),
+            &id.to_string(),
             message.as_str(),
         ],
     )?;
-    Ok(PreparedTurn {
-        conv,
+    Ok(TurnRequest {
+        org: principal.org.clone(),
+        end_user: principal.end_user.clone(),
+        target: Target::Conversation(id),
         message,
         idempotency,
     })
@@ -412,20 +372,10 @@ async fn list_messages(
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<MessagePage>, ApiError> {
-    let (limit, offset) = page.resolve()?;
-    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
-    let p = state
-        .store
-        .list_messages(principal.org_id(), conv.id, true, limit, offset)
-        .await?;
-    let has_more = offset + (p.items.len() as i64) < p.total;
-    Ok(axum::Json(MessagePage {
-        items: p.items.into_iter().map(MessageView::from).collect(),
-        total: p.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    let req = page.resolve()?;
+    let id = path_id("id", &id)?;
+    let (_, p) = conversations::messages(&state.store, principal.caller(), id, true, req).await?;
+    Ok(axum::Json(Paged::of(p, req, MessageView::from)))
 }
 
 /// Delete one message (soft).
@@ -440,15 +390,15 @@ async fn delete_message(
     principal: Principal,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let conv = visible_conversation(&state, &principal, path_uuid("id", &id)?).await?;
-    let mid = path_uuid("message_id", &message_id)?;
-    if state
-        .store
-        .soft_delete_message(principal.org_id(), conv.id, mid, crate::store::now())
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no message {mid}")))
-    }
+    let id = path_id("id", &id)?;
+    let mid = path_id("message_id", &message_id)?;
+    conversations::delete_message(
+        &state.store,
+        principal.caller(),
+        id,
+        mid,
+        crate::domain::now(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,11 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{FieldError, PROBLEM_JSON, Problem};
+use crate::domain::events::{
+    ConversationCreatedData, SessionDeletedData, WebhookEvent, WebhookTestData,
+};
+use crate::domain::turn::TurnEvent;
+use crate::http::error::{FieldError, PROBLEM_JSON, Problem};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,7 +25,7 @@ use crate::error::{FieldError, PROBLEM_JSON, Problem};
             `X-RateLimit-*` twins).",
         license(name = "Apache-2.0")
     ),
-    components(schemas(Problem, FieldError, crate::webhooks::WebhookEvent, crate::webhooks::WebhookEventData)),
+    components(schemas(Problem, FieldError, TurnEvent, WebhookEvent, ConversationCreatedData, SessionDeletedData, WebhookTestData)),
     tags(
         (name = "chat", description = "Chat turns in sessions (conversations whose id you choose)"),
         (name = "conversations", description = "Conversations and their messages"),
@@ -80,6 +84,43 @@ impl Modify for SecuritySchemes {
 /// `modifiers` of `ApiDoc` run before utoipa-axum has added the routes).
 pub fn add_standard_errors(doc: &mut OpenApiDoc) {
     StandardErrors.modify(doc);
+}
+
+/// Schemas of the core's own webhook payloads; skills add theirs.
+const CORE_EVENT_PAYLOADS: [&str; 3] = [
+    "ConversationCreatedData",
+    "SessionDeletedData",
+    "WebhookTestData",
+];
+
+/// Describes `WebhookEvent.data` as one of the payload schemas: the core's and
+/// `skill_payloads` (schema names the skills' routes registered, e.g. `Appointment`).
+pub fn describe_event_payloads(doc: &mut OpenApiDoc, skill_payloads: &[&str]) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{OneOfBuilder, Schema};
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let mut one_of = OneOfBuilder::new().description(Some(
+        "The `data` of a webhook event, by its `type` (docs/webhooks.md lists every type).",
+    ));
+    for name in skill_payloads.iter().chain(CORE_EVENT_PAYLOADS.iter()) {
+        if components.schemas.contains_key(*name) {
+            one_of = one_of.item(Ref::from_schema_name(*name));
+        }
+    }
+    components
+        .schemas
+        .insert("WebhookEventData".to_owned(), one_of.into());
+    if let Some(RefOr::T(Schema::Object(event))) = components.schemas.get_mut("WebhookEvent") {
+        event.properties.insert(
+            "data".to_owned(),
+            Ref::from_schema_name("WebhookEventData").into(),
+        );
+        if !event.required.iter().any(|r| r == "data") {
+            event.required.push("data".to_owned());
+        }
+    }
 }
 
 struct StandardErrors;

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError};
 
 /// A JSON body, checked for content type, size (413), syntax (400 `INVALID_JSON`) and shape
 /// (422 `VALIDATION_ERROR` naming the field's path).
@@ -83,6 +83,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// A UUID from the path; a malformed one is a 422 naming `field`.
 pub fn path_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
     crate::domain::parse_uuid(raw).map_err(|e| ApiError::validation(field, e.0))
+}
+
+/// A UUID-backed id (`ConversationId`, `RunId`, …) from the path; a 422 naming `field` when
+/// malformed.
+pub fn path_id<T: From<uuid::Uuid>>(field: &str, raw: &str) -> Result<T, ApiError> {
+    path_uuid(field, raw).map(T::from)
 }
 
 /// Query parameters; a bad one is a 422 naming it.

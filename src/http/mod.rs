@@ -1,14 +1,17 @@
-//! The HTTP surface: routers per resource, the cross-cutting layers, and the OpenAPI document
-//! they are all registered in.
+//! The HTTP surface: the problem+json error type every failure is rendered as, our
+//! extractors, the authentication layers, the core resources' routers, the cross-cutting
+//! layers, and the OpenAPI document they are all registered in. Skills bring their own routes
+//! (built with the same extractors and errors); `app` merges them in through [`router`].
 
 pub mod admin;
-pub mod appointments;
 pub mod auth_layer;
 pub mod chat;
 pub mod conversations;
 pub mod docs;
+pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod page;
 pub mod playground;
 pub mod problem;
 pub mod stream;
@@ -36,23 +39,33 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::AppState;
-use crate::error::ApiError;
 use crate::metrics::{RequestLabels, RouteLabels};
+use crate::state::AppState;
+use error::ApiError;
 use problem::RequestId;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What the skills bring to the HTTP surface.
+#[derive(Default)]
+pub struct SkillRoutes {
+    /// Tenant routes, behind the same authentication as the core's.
+    pub routes: OpenApiRouter<AppState>,
+    /// Schema names of their webhook payloads (registered by their routes), for the
+    /// document's `WebhookEventData`.
+    pub event_payloads: Vec<&'static str>,
+}
+
 /// Builds the public, tenant and admin routers into one, with the OpenAPI document describing
 /// exactly what was mounted.
-pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router(state: AppState, skills: SkillRoutes) -> (Router, utoipa::openapi::OpenApi) {
     // Deny by default: only `ops` and the playground are public; every tenant route passes
     // `authenticate`, every admin route `require_admin`.
     let tenant = tokens::router()
         .merge(chat::router())
         .merge(conversations::router())
-        .merge(appointments::router())
+        .merge(skills.routes)
         .merge(stream::router())
         .merge(webhooks::router())
         .layer(middleware::from_fn_with_state(
@@ -70,6 +83,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(admin)
         .split_for_parts();
     docs::add_standard_errors(&mut spec);
+    docs::describe_event_payloads(&mut spec, &skills.event_payloads);
 
     let app = routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec.clone()))

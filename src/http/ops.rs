@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -82,7 +82,7 @@ async fn get_ready(State(state): State<AppState>) -> Result<axum::Json<Health>, 
     match state.store.ping().await {
         Ok(()) => Ok(axum::Json(Health { status: "ready" })),
         Err(e) => {
-            tracing::warn!(error = %crate::error::cause_chain(&e), "readiness check failed");
+            tracing::warn!(error = %crate::telemetry::cause_chain(&e), "readiness check failed");
             Err(ApiError::Unavailable(
                 "The database is unreachable.".to_owned(),
             ))

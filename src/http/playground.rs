@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../static/playground/index.html");
 const APP_JS: &str = include_str!("../../static/playground/app.js");

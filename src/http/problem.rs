@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::error::{PROBLEM_JSON, Problem, ProblemCause};
+use crate::http::error::{PROBLEM_JSON, Problem, ProblemCause};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -14,24 +14,27 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures_util::{FutureExt, Stream};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
-use super::chat::{ChatRequest, PreparedTurn, TurnMetadata, check_owner, prepare_chat};
-use super::conversations::{NewMessage, prepare_message};
-use super::extract::{Json, Query, path_uuid};
+use super::chat::{ChatRequest, chat_request};
+use super::conversations::{NewMessage, message_request};
+use super::extract::{Json, Query, path_id};
 use super::problem::RequestId;
-use crate::agent::runs::{RunEvent, RunLog, RunStatus};
-use crate::agent::word_chunks;
-use crate::app::AppState;
+use crate::agent::runs::{RunEvent, RunLog};
+use crate::agent::{Delivery, TurnRequest};
 use crate::auth::{Credential, Principal};
-use crate::error::{ApiError, Problem};
+use crate::conversations;
+use crate::domain::conversation::{RunStatus, check_owner};
+use crate::domain::turn::TurnEvent;
+use crate::domain::{ConversationId, RunId};
+use crate::http::error::{ApiError, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -44,51 +47,53 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Lifetime of a stream token (for `EventSource` reconnects).
 const STREAM_TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(30);
 
-/// The `data:` of every event. Fields beyond `chunk` and `done` depend on the event name.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"chunk": "Happy ", "done": false, "run_id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11"}))]
-pub struct StreamEventData {
-    /// Text delta (`chunk` events); empty for the others.
-    pub chunk: String,
-    /// True on the last event (`done` or `error`).
-    pub done: bool,
-    pub run_id: Uuid,
-    /// `state` (first event): the session/conversation id.
-    pub session_id: Option<Uuid>,
-    /// `state`: IDLE, COLLECT_SERVICE, COLLECT_DATETIME, COLLECT_CONTACT, CONFIRM, COMPLETE.
-    pub current_state: Option<String>,
-    /// First event: a token for `GET /api/v1/runs/{run_id}/stream?stream_token=…`.
-    pub stream_token: Option<String>,
-    /// `tool_call` / `tool_result`: the call's id and the tool's name.
-    pub id: Option<String>,
-    pub name: Option<String>,
-    /// `tool_call`: the arguments.
-    pub arguments: Option<Value>,
-    /// `tool_result`: the result (or `{"error": …}`).
-    pub result: Option<Value>,
-    /// `done`: the whole reply.
-    pub response: Option<String>,
-    /// `done`: what the turn did.
-    pub metadata: Option<TurnMetadata>,
-    /// `error`: the problem+json of the failure.
-    pub error: Option<Problem>,
+/// Where a stream is written for: the request's id and path go into an `error` event's
+/// problem, exactly as a plain request's problem would carry them.
+#[derive(Clone)]
+struct Writer {
+    run_id: RunId,
+    request_id: Option<String>,
+    instance: String,
+    /// Added to the first event of the stream that started the run.
+    stream_token: Option<String>,
 }
 
-fn sse_event(ev: &RunEvent) -> Event {
-    Event::default()
-        .id(ev.seq.to_string())
-        .event(ev.name)
-        .json_data(&ev.data)
-        .unwrap_or_else(|_| {
-            Event::default()
-                .id(ev.seq.to_string())
-                .event(ev.name)
-                .data("{}")
-        })
+impl Writer {
+    /// The `data:` object of one event: the event's fields, plus `chunk` (`""` unless it is a
+    /// chunk), `done` and `run_id`; an `error` event's failure rendered as problem+json.
+    fn frame(&self, ev: &RunEvent) -> Value {
+        let mut data = match serde_json::to_value(&ev.event) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        data.entry("chunk").or_insert_with(|| json!(""));
+        data.insert("done".into(), json!(ev.event.is_final()));
+        data.insert("run_id".into(), json!(self.run_id));
+        if let TurnEvent::Error { error } = &ev.event {
+            let mut problem = ApiError::from_failure(error.code).problem();
+            problem.request_id.clone_from(&self.request_id);
+            problem.instance = Some(self.instance.clone());
+            data.insert("error".into(), json!(problem));
+        }
+        if let (1, Some(token)) = (ev.seq, &self.stream_token) {
+            data.insert("stream_token".into(), json!(token));
+        }
+        Value::Object(data)
+    }
+
+    fn event(&self, ev: &RunEvent) -> Event {
+        let seq = ev.seq.to_string();
+        Event::default()
+            .id(seq.clone())
+            .event(ev.event.name())
+            .json_data(self.frame(ev))
+            .unwrap_or_else(|_| Event::default().id(seq).event(ev.event.name()).data("{}"))
+    }
 }
 
 struct Follow {
     log: Arc<RunLog>,
+    writer: Writer,
     cursor: u64,
     pending: VecDeque<RunEvent>,
     over: bool,
@@ -99,11 +104,13 @@ struct Follow {
 /// down. Reads by cursor from the shared log: no per-reader buffer to grow.
 fn follow(
     log: Arc<RunLog>,
+    writer: Writer,
     cursor: u64,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let start = Follow {
         log,
+        writer,
         cursor,
         pending: VecDeque::new(),
         over: false,
@@ -112,7 +119,7 @@ fn follow(
     futures_util::stream::unfold(start, |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
-                let event = sse_event(&ev);
+                let event = st.writer.event(&ev);
                 return Some((Ok(event), st));
             }
             if st.over {
@@ -136,10 +143,10 @@ fn follow(
     })
 }
 
-fn sse_response(state: &AppState, log: Arc<RunLog>, cursor: u64) -> Response {
+fn sse_response(state: &AppState, log: Arc<RunLog>, writer: Writer, cursor: u64) -> Response {
     let keepalive = Duration::from_secs(state.settings.sse_keepalive_seconds.max(1));
     let run_id = log.run_id;
-    let sse = Sse::new(follow(log, cursor, state.shutdown.clone()))
+    let sse = Sse::new(follow(log, writer, cursor, state.shutdown.clone()))
         .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"));
     let mut res = sse.into_response();
     let h = res.headers_mut();
@@ -151,96 +158,45 @@ fn sse_response(state: &AppState, log: Arc<RunLog>, cursor: u64) -> Response {
     res
 }
 
-/// Starts a streamed turn and answers with its event stream.
+/// Starts a streamed turn and answers with its event stream; the first event carries a
+/// stream token for reconnects.
 async fn start_streamed_turn(
     state: &AppState,
     principal: &Principal,
-    turn: PreparedTurn,
+    req: TurnRequest,
     request_id: Option<String>,
     instance: String,
 ) -> Result<Response, ApiError> {
-    let conv = &turn.conv;
-    // A reused Idempotency-Key with another body is refused as an ordinary problem, before
-    // the stream starts (the turn would only find out after the 200 was sent).
-    if let Some((key, hash)) = &turn.idempotency {
-        let since = crate::store::now() - chrono::Duration::hours(24);
-        if let Some((stored, _)) = state
-            .store
-            .idempotent_response(principal.org_id(), key, since)
-            .await?
-        {
-            if &stored != hash {
-                return Err(ApiError::IdempotencyMismatch);
-            }
-        }
-    }
-    let run_id = Uuid::now_v7();
-    let end_user = principal.end_user.as_ref().map(|u| u.as_str().to_owned());
-    let log = state.agent.runs.start(
-        run_id,
-        principal.org_id().clone(),
-        end_user.clone(),
-        conv.id,
-    );
-    let sub = match (&end_user, &principal.credential) {
-        (Some(u), _) => u.clone(),
+    let handle = state.agent.start(req, Delivery::Stream).await?;
+    let Some(log) = handle.log else {
+        return Err(ApiError::internal(std::io::Error::other(
+            "a streamed run without an event log",
+        )));
+    };
+    let sub = match (&principal.end_user, &principal.credential) {
+        (Some(u), _) => u.as_str().to_owned(),
         (None, Credential::ApiKey { key_id }) => format!("key:{key_id}"),
         (None, _) => "key:unknown".to_owned(),
     };
-    let now = crate::store::now();
+    let now = crate::domain::now();
     let token = state
         .auth
         .jwt()
         .mint_stream(
             principal.org_id().as_str(),
             &sub,
-            run_id,
+            handle.run_id,
             now,
             now + STREAM_TOKEN_TTL,
         )
         .map_err(ApiError::internal)?;
-    log.push(
-        "state",
-        json!({ "session_id": conv.id, "current_state": conv.state.0.stage.as_str(), "stream_token": token }),
-    );
-
-    let agent = state.agent.clone();
-    let req = turn.into_request(principal, Some(Arc::clone(&log)));
-    let task_log = Arc::clone(&log);
-    state.tasks.spawn(async move {
-        let log = task_log;
-        // A panic must still end the stream (with INTERNAL_ERROR), or its readers would wait
-        // on keep-alives forever.
-        let outcome = std::panic::AssertUnwindSafe(agent.run_turn(req))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(crate::agent::turn::TurnError::Store(crate::store::StoreError::Corrupt(
-                    "the turn panicked".to_owned(),
-                )))
-            });
-        match outcome {
-            Ok(outcome) => {
-                // A replayed (idempotent) turn produced no deltas: send its text now, so
-                // readers of `chunk` alone still get the reply.
-                if !log.after(0).0.iter().any(|e| e.name == "chunk") {
-                    for piece in word_chunks(&outcome.response) {
-                        log.push("chunk", json!({ "chunk": piece }));
-                    }
-                }
-                let metadata = TurnMetadata::of(&outcome);
-                let done = json!({ "done": true, "response": outcome.response, "message_id": outcome.message_id, "metadata": metadata });
-                log.finish(RunStatus::Completed, "done", done.clone(), Some(done));
-            }
-            Err(e) => {
-                let mut problem = ApiError::from(e).problem();
-                problem.request_id = request_id;
-                problem.instance = Some(instance);
-                log.finish(RunStatus::Failed, "error", json!({ "done": true, "error": problem }), None);
-            }
-        }
-    });
-    Ok(sse_response(state, log, 0))
+    let writer = Writer {
+        run_id: handle.run_id,
+        request_id,
+        instance,
+        stream_token: Some(token),
+    };
+    Ok(sse_response(state, log, writer, 0))
 }
 
 /// `POST /api/v1/chat` as Server-Sent Events: the reply streams as it is written. Same body,
@@ -251,8 +207,8 @@ async fn start_streamed_turn(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     request_body = ChatRequest,
     responses(
-        (status = 200, description = "text/event-stream of events whose data is StreamEventData; X-Run-ID names the run",
-            content_type = "text/event-stream", body = StreamEventData,
+        (status = 200, description = "Server-Sent Events: `event:` is the event name and `data:` the event as JSON (schema TurnEvent, plus `chunk`, `done` and `run_id`; the first also `stream_token`). X-Run-ID names the run",
+            content_type = "text/event-stream", body = String,
             headers(("X-Run-ID" = Uuid, description = "The run, for GET /api/v1/runs/{run_id}/stream"))),
         (status = 403, description = "org_id is not yours (ORG_MISMATCH)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -263,16 +219,9 @@ async fn post_chat_stream(
     request_id: Option<axum::Extension<RequestId>>,
     Json(body): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let turn = prepare_chat(&state, &principal, &headers, &body).await?;
+    let req = chat_request(&principal, &headers, &body)?;
     let instance = "/api/v1/chat/stream".to_owned();
-    start_streamed_turn(
-        &state,
-        &principal,
-        turn,
-        request_id.map(|r| r.0.0),
-        instance,
-    )
-    .await
+    start_streamed_turn(&state, &principal, req, request_id.map(|r| r.0.0), instance).await
 }
 
 /// `POST /api/v1/conversations/{id}/messages` as Server-Sent Events (see /chat/stream).
@@ -281,7 +230,7 @@ async fn post_chat_stream(
            ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     request_body = NewMessage,
     responses(
-        (status = 200, description = "text/event-stream of StreamEventData events", content_type = "text/event-stream", body = StreamEventData,
+        (status = 200, description = "Server-Sent Events, as for /api/v1/chat/stream (schema TurnEvent)", content_type = "text/event-stream", body = String,
             headers(("X-Run-ID" = Uuid, description = "The run"))),
         (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -293,16 +242,9 @@ async fn post_message_stream(
     request_id: Option<axum::Extension<RequestId>>,
     Json(body): Json<NewMessage>,
 ) -> Result<Response, ApiError> {
-    let turn = prepare_message(&state, &principal, &headers, &id, &body).await?;
+    let req = message_request(&principal, &headers, &id, &body)?;
     let instance = format!("/api/v1/conversations/{id}/messages/stream");
-    start_streamed_turn(
-        &state,
-        &principal,
-        turn,
-        request_id.map(|r| r.0.0),
-        instance,
-    )
-    .await
+    start_streamed_turn(&state, &principal, req, request_id.map(|r| r.0.0), instance).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -319,7 +261,7 @@ pub struct StreamQuery {
 fn visible_run(
     state: &AppState,
     p: &Principal,
-    run_id: Uuid,
+    run_id: RunId,
 ) -> Result<Option<Arc<RunLog>>, ApiError> {
     let Some(log) = state.agent.runs.get(run_id) else {
         return Ok(None);
@@ -327,12 +269,12 @@ fn visible_run(
     if &log.org_id != p.org_id() {
         return Ok(None);
     }
-    match (&p.end_user, &log.end_user) {
-        (Some(u), owner) if owner.as_deref() != Some(u.as_str()) => Err(ApiError::Forbidden(
-            "This run belongs to another user.".to_owned(),
-        )),
-        _ => Ok(Some(log)),
-    }
+    check_owner(
+        log.end_user.as_ref().map(|u| u.as_str()),
+        p.end_user.as_ref(),
+    )
+    .map_err(|_| ApiError::Forbidden("This run belongs to another user.".to_owned()))?;
+    Ok(Some(log))
 }
 
 /// Replay a streamed run's events after `Last-Event-ID` and follow it live until `done`.
@@ -342,7 +284,7 @@ fn visible_run(
            ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
            StreamQuery),
     responses(
-        (status = 200, description = "text/event-stream of StreamEventData events", content_type = "text/event-stream", body = StreamEventData),
+        (status = 200, description = "Server-Sent Events after Last-Event-ID, as for /api/v1/chat/stream (schema TurnEvent)", content_type = "text/event-stream", body = String),
         (status = 404, description = "No such run, or its events are no longer kept", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_run_stream(
@@ -350,9 +292,10 @@ async fn get_run_stream(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    request_id: Option<axum::Extension<RequestId>>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let run_id = path_uuid("id", &id)?;
+    let run_id: RunId = path_id("id", &id)?;
     let log = visible_run(&state, &principal, run_id)?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "no streamed run {run_id} (or its events are no longer kept)"
@@ -362,9 +305,16 @@ async fn get_run_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let writer = Writer {
+        run_id,
+        request_id: request_id.map(|r| r.0.0),
+        instance: format!("/api/v1/runs/{run_id}/stream"),
+        stream_token: None,
+    };
     Ok(sse_response(
         &state,
         log,
+        writer,
         header_cursor.or(q.last_event_id).unwrap_or(0),
     ))
 }
@@ -372,11 +322,9 @@ async fn get_run_stream(
 /// A run's status and result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
-    pub run_id: Uuid,
-    pub conversation_id: Uuid,
-    /// running, completed or failed.
-    #[schema(example = "completed")]
-    pub status: String,
+    pub run_id: RunId,
+    pub conversation_id: ConversationId,
+    pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub model: Option<String>,
@@ -401,21 +349,40 @@ async fn get_run(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunView>, ApiError> {
-    let run_id = path_uuid("id", &id)?;
+    let run_id: RunId = path_id("id", &id)?;
     let log = visible_run(&state, &principal, run_id)?;
     let stored = state.store.get_run(principal.org_id(), run_id).await?;
     if let Some(run) = &stored {
         // End users see only runs of their own conversations.
-        let conv = state
-            .store
-            .get_conversation(principal.org_id(), run.conversation_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no run {run_id}")))?;
-        check_owner(&principal, &conv)?;
+        conversations::visible(&state.store, principal.caller(), run.conversation_id)
+            .await
+            .map_err(|e| match ApiError::from(e) {
+                ApiError::NotFound(_) => ApiError::NotFound(format!("no run {run_id}")),
+                other => other,
+            })?;
     }
     let snapshot = log.as_ref().map(|l| l.snapshot());
+    // The `done` event's data, as the stream wrote it.
+    let result = snapshot
+        .as_ref()
+        .and_then(|s| s.last.clone())
+        .and_then(|last| {
+            let done = matches!(last, TurnEvent::Done { .. });
+            let writer = Writer {
+                run_id,
+                request_id: None,
+                instance: String::new(),
+                stream_token: None,
+            };
+            done.then(|| {
+                writer.frame(&RunEvent {
+                    seq: 0,
+                    event: last,
+                })
+            })
+        });
     match (stored, log, snapshot) {
-        (Some(run), _, snap) => Ok(axum::Json(RunView {
+        (Some(run), _, _) => Ok(axum::Json(RunView {
             run_id,
             conversation_id: run.conversation_id,
             status: run.status,
@@ -427,24 +394,19 @@ async fn get_run(
             error: run
                 .error
                 .map(|e| e.split(':').next().unwrap_or_default().to_owned()),
-            result: snap.and_then(|s| s.result),
+            result,
         })),
         (None, Some(log), Some(snap)) => Ok(axum::Json(RunView {
             run_id,
             conversation_id: log.conversation_id,
-            status: match snap.status {
-                RunStatus::Running => "running",
-                RunStatus::Completed => "completed",
-                RunStatus::Failed => "failed",
-            }
-            .to_owned(),
+            status: snap.status,
             started_at: log.started_at,
             finished_at: snap.finished_at,
             model: None,
             steps: None,
             total_tokens: None,
             error: None,
-            result: snap.result,
+            result,
         })),
         _ => Err(ApiError::NotFound(format!("no run {run_id}"))),
     }

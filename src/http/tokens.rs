@@ -8,10 +8,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::Json;
-use crate::app::AppState;
 use crate::auth::{Credential, Principal};
 use crate::domain::{EndUserId, RateLimit};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -72,11 +72,11 @@ async fn create_token(
     let max_ttl = state.settings.jwt_max_ttl_seconds.max(MIN_TTL_SECONDS);
     let mut errors = Vec::new();
     let user = EndUserId::parse(&body.user_id)
-        .map_err(|e| errors.push(crate::error::FieldError::new("user_id", e.0)))
+        .map_err(|e| errors.push(crate::http::error::FieldError::new("user_id", e.0)))
         .ok();
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS.min(max_ttl));
     if !(MIN_TTL_SECONDS..=max_ttl).contains(&ttl) {
-        errors.push(crate::error::FieldError::new(
+        errors.push(crate::http::error::FieldError::new(
             "ttl_seconds",
             format!("must be between {MIN_TTL_SECONDS} and {max_ttl}"),
         ));
@@ -84,7 +84,7 @@ async fn create_token(
     let Some(user) = user.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let now = crate::store::now();
+    let now = crate::domain::now();
     let expires_at = now + Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX));
     let token = state
         .auth

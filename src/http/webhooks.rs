@@ -10,14 +10,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::admin::PageParams;
 use super::extract::{Json, Query, path_uuid};
-use crate::app::AppState;
+use super::page::{PageParams, Paged};
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::domain::events::{EventCatalog, EventType, WebhookEvent, WebhookTestData};
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::state::AppState;
 use crate::store::webhooks::{DeliveryAttempt, Webhook, WebhookPatch};
+use crate::webhooks::check_target;
 use crate::webhooks::signing::SigningSecret;
-use crate::webhooks::{EventType, WebhookEvent, WebhookTestData, check_target};
 
 /// Endpoints one organisation may register: bounds the fan-out of every event.
 pub const MAX_WEBHOOKS_PER_ORG: i64 = 20;
@@ -134,24 +135,10 @@ pub struct RegisteredWebhook {
 }
 
 /// A page of endpoints, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookPage {
-    pub items: Vec<WebhookView>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
+pub type WebhookPage = Paged<WebhookView>;
 
 /// A page of the delivery log, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryPage {
-    pub items: Vec<DeliveryAttempt>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
+pub type DeliveryPage = Paged<DeliveryAttempt>;
 
 /// The test event that was sent and what the endpoint answered. A failed test is retried on
 /// the usual schedule, like any delivery.
@@ -162,7 +149,7 @@ pub struct TestDelivery {
 }
 
 fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
-    p.require_api_key("Webhooks")
+    Ok(p.require_api_key("Webhooks")?)
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -171,6 +158,7 @@ fn not_found(id: Uuid) -> ApiError {
 
 /// `event_types` and/or `event_type`, known and deduplicated; `None` when neither is given.
 fn event_types(
+    catalog: &EventCatalog,
     many: Option<&[String]>,
     one: Option<&str>,
     errors: &mut Vec<FieldError>,
@@ -186,19 +174,19 @@ fn event_types(
         .map(|(i, t)| (format!("event_types[{i}]"), t.as_str()))
         .chain(one.map(|t| ("event_type".to_owned(), t)));
     for (field, raw) in named {
-        match EventType::parse(raw) {
+        match catalog.parse(raw) {
             Some(t) if !out.contains(&t) => out.push(t),
             Some(_) => {}
             None => errors.push(FieldError::new(
                 field,
-                format!("unknown event type {raw:?}; known: {}", EventType::known()),
+                format!("unknown event type {raw:?}; known: {}", catalog.known()),
             )),
         }
     }
     if out.is_empty() && errors.is_empty() {
         errors.push(FieldError::new(
             "event_types",
-            format!("must name at least one of: {}", EventType::known()),
+            format!("must name at least one of: {}", catalog.known()),
         ));
     }
     Some(out)
@@ -269,6 +257,7 @@ async fn register(
     key_callers_only(&principal)?;
     let mut errors = Vec::new();
     let types = event_types(
+        &state.events,
         body.event_types.as_deref(),
         body.event_type.as_deref(),
         &mut errors,
@@ -276,7 +265,7 @@ async fn register(
     if types.is_none() {
         errors.push(FieldError::new(
             "event_types",
-            format!("required; one or more of: {}", EventType::known()),
+            format!("required; one or more of: {}", state.events.known()),
         ));
     }
     let secret = match body.secret.as_deref() {
@@ -302,10 +291,10 @@ async fn register(
         .create_webhook(
             org,
             &url,
-            &secret,
+            secret.expose(),
             description.as_deref(),
             &types,
-            crate::store::now(),
+            crate::domain::now(),
         )
         .await?;
     Ok((
@@ -332,19 +321,9 @@ async fn list_webhooks(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<WebhookPage>, ApiError> {
     key_callers_only(&principal)?;
-    let (limit, offset) = page.resolve()?;
-    let page = state
-        .store
-        .list_webhooks(principal.org_id(), limit, offset)
-        .await?;
-    let has_more = offset + i64::try_from(page.items.len()).unwrap_or(0) < page.total;
-    Ok(axum::Json(WebhookPage {
-        items: page.items.into_iter().map(WebhookView::from).collect(),
-        total: page.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    let req = page.resolve()?;
+    let page = state.store.list_webhooks(principal.org_id(), req).await?;
+    Ok(axum::Json(Paged::of(page, req, WebhookView::from)))
 }
 
 /// Get a webhook endpoint.
@@ -387,6 +366,7 @@ async fn update_webhook(
     let id = path_uuid("id", &id)?;
     let mut errors = Vec::new();
     let types = event_types(
+        &state.events,
         body.event_types.as_deref(),
         body.event_type.as_deref(),
         &mut errors,
@@ -407,7 +387,7 @@ async fn update_webhook(
     };
     state
         .store
-        .update_webhook(principal.org_id(), id, &patch, crate::store::now())
+        .update_webhook(principal.org_id(), id, &patch, crate::domain::now())
         .await?
         .map(|w| axum::Json(w.into()))
         .ok_or_else(|| not_found(id))
@@ -462,7 +442,7 @@ async fn test_webhook(
         message: "This is a test event from agentd.".to_owned(),
     })
     .map_err(ApiError::internal)?;
-    let now = crate::store::now();
+    let now = crate::domain::now();
     let lease = chrono::Duration::from_std(state.webhooks.lease()).unwrap_or_default();
     let due = state
         .store
@@ -496,18 +476,11 @@ async fn list_deliveries(
 ) -> Result<axum::Json<DeliveryPage>, ApiError> {
     key_callers_only(&principal)?;
     let id = path_uuid("id", &id)?;
-    let (limit, offset) = page.resolve()?;
+    let req = page.resolve()?;
     let org = principal.org_id();
     if state.store.get_webhook(org, id).await?.is_none() {
         return Err(not_found(id));
     }
-    let page = state.store.list_attempts(org, id, limit, offset).await?;
-    let has_more = offset + i64::try_from(page.items.len()).unwrap_or(0) < page.total;
-    Ok(axum::Json(DeliveryPage {
-        items: page.items,
-        total: page.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    let page = state.store.list_attempts(org, id, req).await?;
+    Ok(axum::Json(Paged::of(page, req, |a| a)))
 }

@@ -8,13 +8,16 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::orgs::Page;
 use super::webhooks::record_event;
 use super::{Store, StoreError, StoreResult, on_pool};
-use crate::agent::model::{ToolCall, Usage};
-use crate::agent::state::AgentState;
-use crate::domain::OrgId;
-use crate::webhooks::{ConversationCreatedData, EventType};
+use crate::domain::chat::{Role, ToolCall, Usage};
+use crate::domain::conversation::{
+    Conversation, ConversationKind, ConversationState, Message, Run, RunStatus,
+};
+use crate::domain::events::{ConversationCreatedData, EventType, SessionDeletedData};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::turn::IDEMPOTENCY_WINDOW;
+use crate::domain::{ConversationId, MessageId, OrgId, RunId};
 
 /// Inserts a run record through any executor (pool or transaction) of either backend.
 macro_rules! insert_run {
@@ -28,7 +31,7 @@ macro_rules! insert_run {
         .bind(run.id)
         .bind($org.as_str())
         .bind(run.conversation_id)
-        .bind(run.status)
+        .bind(run.status.as_str())
         .bind(&run.model)
         .bind(run.steps)
         .bind(i64::from(run.usage.prompt_tokens))
@@ -47,51 +50,15 @@ macro_rules! insert_run {
 fn created_data(c: &Conversation) -> ConversationCreatedData {
     ConversationCreatedData {
         conversation_id: c.id,
-        kind: c.kind.clone(),
+        kind: c.kind,
         end_user: c.end_user.clone(),
         title: c.title.clone(),
         created_at: c.created_at,
     }
 }
 
-/// A conversation as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Conversation {
-    pub id: Uuid,
-    pub org_id: String,
-    /// `session` (id chosen by the client through /chat) or `conversation`.
-    pub kind: String,
-    pub end_user: Option<String>,
-    pub title: String,
-    pub metadata: Json<Value>,
-    pub archived: bool,
-    pub last_seq: i64,
-    pub message_count: i64,
-    pub last_message_at: Option<DateTime<Utc>>,
-    pub state: Json<AgentState>,
-    pub checkpoint_version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 const CONV_COLUMNS: &str = "id, org_id, kind, end_user, title, metadata, archived, last_seq, \
     message_count, last_message_at, state, checkpoint_version, created_at, updated_at";
-
-/// A stored message.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StoredMessage {
-    pub id: Uuid,
-    pub seq: i64,
-    pub role: String,
-    pub content: String,
-    pub tool_calls: Option<Json<Vec<ToolCall>>>,
-    pub tool_call_id: Option<String>,
-    pub tool_name: Option<String>,
-    pub run_id: Option<Uuid>,
-    pub model: Option<String>,
-    pub usage: Option<Json<Usage>>,
-    pub created_at: DateTime<Utc>,
-}
 
 const MSG_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, tool_name, run_id, \
     model, usage, created_at";
@@ -99,8 +66,8 @@ const MSG_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, too
 /// A message a turn produced, to be written by [`Store::commit_turn`].
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub id: Uuid,
-    pub role: &'static str,
+    pub id: MessageId,
+    pub role: Role,
     pub content: String,
     pub tool_calls: Option<Vec<ToolCall>>,
     pub tool_call_id: Option<String>,
@@ -116,34 +83,18 @@ pub struct NewCheckpoint {
     pub version: i64,
     pub parent_version: Option<i64>,
     pub step: i64,
-    pub state: AgentState,
+    pub state: ConversationState,
 }
 
 /// The run record of one turn.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub status: &'static str,
+    pub id: RunId,
+    pub conversation_id: ConversationId,
+    pub status: RunStatus,
     pub model: Option<String>,
     pub steps: i64,
     pub usage: Usage,
-    pub error: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-}
-
-/// A run as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StoredRun {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub status: String,
-    pub model: Option<String>,
-    pub steps: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -153,13 +104,13 @@ pub struct StoredRun {
 #[derive(Debug)]
 pub struct TurnCommit<'a> {
     pub org: &'a OrgId,
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub lease_token: Uuid,
     /// The conversation's `last_seq` when the turn started; messages get the numbers after it.
     pub base_seq: i64,
     pub messages: Vec<NewMessage>,
     pub checkpoints: Vec<NewCheckpoint>,
-    pub state: AgentState,
+    pub state: &'a ConversationState,
     pub run: RunRecord,
     /// `(key, request hash, response)` to keep for Idempotency-Key replays.
     pub idempotency: Option<(&'a str, &'a str, &'a Value)>,
@@ -180,7 +131,7 @@ impl Store {
     pub async fn ensure_session(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
         end_user: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Conversation> {
@@ -191,7 +142,7 @@ impl Store {
         }
         let insert = format!(
             "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
-             VALUES ($1, $2, 'session', $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING RETURNING {CONV_COLUMNS}"
+             VALUES ($1, $2, $6, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING RETURNING {CONV_COLUMNS}"
         );
         let title = format!("Chat {}", now.format("%Y-%m-%d %H:%M"));
         let created: Option<Conversation> = on_pool!(self, pool => {
@@ -202,10 +153,11 @@ impl Store {
                 .bind(end_user)
                 .bind(&title)
                 .bind(now)
+                .bind(ConversationKind::Session.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(c) = &conv {
-                record_event!(&mut *tx, org, EventType::ConversationCreated, created_data(c), now)?;
+                record_event!(&mut *tx, org, EventType::CONVERSATION_CREATED, created_data(c), now)?;
             }
             tx.commit().await?;
             conv
@@ -230,20 +182,21 @@ impl Store {
     ) -> StoreResult<Conversation> {
         let sql = format!(
             "INSERT INTO conversations (id, org_id, kind, end_user, title, metadata, created_at, updated_at) \
-             VALUES ($1, $2, 'conversation', $3, $4, $5, $6, $6) RETURNING {CONV_COLUMNS}"
+             VALUES ($1, $2, $7, $3, $4, $5, $6, $6) RETURNING {CONV_COLUMNS}"
         );
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let conv: Conversation = sqlx::query_as(&sql)
-                .bind(Uuid::now_v7())
+                .bind(ConversationId::new())
                 .bind(org.as_str())
                 .bind(end_user)
                 .bind(title)
                 .bind(Json(metadata))
                 .bind(now)
+                .bind(ConversationKind::Conversation.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-            record_event!(&mut *tx, org, EventType::ConversationCreated, created_data(&conv), now)?;
+            record_event!(&mut *tx, org, EventType::CONVERSATION_CREATED, created_data(&conv), now)?;
             tx.commit().await?;
             conv
         }))
@@ -253,7 +206,7 @@ impl Store {
     pub async fn get_conversation(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
     ) -> StoreResult<Option<Conversation>> {
         let sql = format!(
             "SELECT {CONV_COLUMNS} FROM conversations WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
@@ -270,8 +223,7 @@ impl Store {
         &self,
         org: &OrgId,
         filter: &ConversationFilter<'_>,
-        limit: i64,
-        offset: i64,
+        page: PageRequest,
     ) -> StoreResult<Page<Conversation>> {
         // Optional filters as `($n IS NULL OR col = $n)`: one statement, both backends.
         let cond = "org_id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR end_user = $2) \
@@ -286,8 +238,8 @@ impl Store {
                 .bind(org.as_str())
                 .bind(filter.end_user)
                 .bind(filter.archived)
-                .bind(limit)
-                .bind(offset)
+                .bind(page.limit)
+                .bind(page.offset)
                 .fetch_all(pool)
                 .await?;
             let total: i64 = sqlx::query_scalar(&count)
@@ -305,7 +257,7 @@ impl Store {
     pub async fn update_conversation(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
         title: Option<&str>,
         metadata: Option<&Value>,
         archived: Option<bool>,
@@ -331,7 +283,7 @@ impl Store {
     pub async fn soft_delete_conversation(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let (n, exists) = on_pool!(self, pool => {
@@ -372,10 +324,9 @@ impl Store {
     pub async fn erase_conversation(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let owner = format!("session:{id}");
         let (erased, exists) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let row: Option<(String, Option<String>)> = sqlx::query_as(
@@ -388,21 +339,19 @@ impl Store {
                     .bind(id).bind(org.as_str())
                     .fetch_one(&mut *tx).await? > 0,
                 Some((kind, end_user)) => {
-                    // What the conversation left elsewhere: its tasks (API-key callers' tasks
-                    // belong to the session) and stored idempotent replies.
-                    sqlx::query("DELETE FROM tasks WHERE org_id = $1 AND owner = $2")
-                        .bind(org.as_str()).bind(&owner)
-                        .execute(&mut *tx).await?;
+                    // Stored idempotent replies quote the conversation. Skills' own rows that
+                    // belong to it (a session's tasks, a booking's link) are handled by their
+                    // tables' triggers, in this same transaction.
                     sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND conversation_id = $2")
                         .bind(org.as_str()).bind(id)
                         .execute(&mut *tx).await?;
-                    sqlx::query("UPDATE appointments SET conversation_id = NULL WHERE org_id = $1 AND conversation_id = $2")
-                        .bind(org.as_str()).bind(id)
-                        .execute(&mut *tx).await?;
-                    let data = crate::webhooks::SessionDeletedData {
-                        session_id: id, kind: kind.clone(), end_user: end_user.clone(), deleted_at: now,
+                    let data = SessionDeletedData {
+                        session_id: id,
+                        kind: ConversationKind::try_from(kind.clone()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                        end_user: end_user.clone(),
+                        deleted_at: now,
                     };
-                    record_event!(&mut *tx, org, EventType::SessionDeleted, &data, now)?;
+                    record_event!(&mut *tx, org, EventType::SESSION_DELETED, &data, now)?;
                     false
                 }
             };
@@ -422,7 +371,7 @@ impl Store {
     pub async fn conversation_owner(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
     ) -> StoreResult<Option<Option<String>>> {
         Ok(on_pool!(self, pool => sqlx::query_scalar(
             "SELECT end_user FROM conversations WHERE id = $1 AND org_id = $2")
@@ -437,7 +386,7 @@ impl Store {
     pub async fn acquire_lease(
         &self,
         org: &OrgId,
-        id: Uuid,
+        id: ConversationId,
         token: Uuid,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
@@ -458,7 +407,12 @@ impl Store {
     }
 
     /// Gives the lease back (after a failed turn; a committed turn releases it in its commit).
-    pub async fn release_lease(&self, org: &OrgId, id: Uuid, token: Uuid) -> StoreResult<()> {
+    pub async fn release_lease(
+        &self,
+        org: &OrgId,
+        id: ConversationId,
+        token: Uuid,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE conversations SET lease_token = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND org_id = $2 AND lease_token = $3")
@@ -475,9 +429,9 @@ impl Store {
     pub async fn messages_after(
         &self,
         org: &OrgId,
-        conversation: Uuid,
+        conversation: ConversationId,
         after_seq: i64,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Vec<Message>> {
         let sql = format!(
             "SELECT {MSG_COLUMNS} FROM messages WHERE conversation_id = $1 AND org_id = $2 \
              AND seq > $3 AND deleted_at IS NULL ORDER BY seq"
@@ -494,11 +448,10 @@ impl Store {
     pub async fn list_messages(
         &self,
         org: &OrgId,
-        conversation: Uuid,
+        conversation: ConversationId,
         newest_first: bool,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Page<StoredMessage>> {
+        page: PageRequest,
+    ) -> StoreResult<Page<Message>> {
         let order = if newest_first { "DESC" } else { "ASC" };
         let cond = "conversation_id = $1 AND org_id = $2 AND deleted_at IS NULL";
         let sql = format!(
@@ -506,8 +459,8 @@ impl Store {
         );
         let count = format!("SELECT COUNT(*) FROM messages WHERE {cond}");
         let (items, total) = on_pool!(self, pool => {
-            let items: Vec<StoredMessage> = sqlx::query_as(&sql)
-                .bind(conversation).bind(org.as_str()).bind(limit).bind(offset)
+            let items: Vec<Message> = sqlx::query_as(&sql)
+                .bind(conversation).bind(org.as_str()).bind(page.limit).bind(page.offset)
                 .fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar(&count)
                 .bind(conversation).bind(org.as_str())
@@ -521,8 +474,8 @@ impl Store {
     pub async fn soft_delete_message(
         &self,
         org: &OrgId,
-        conversation: Uuid,
-        message: Uuid,
+        conversation: ConversationId,
+        message: MessageId,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let n = on_pool!(self, pool => {
@@ -559,7 +512,7 @@ impl Store {
                         .push_bind(t.conversation_id)
                         .push_bind(t.org.as_str())
                         .push_bind(t.base_seq + 1 + i64::try_from(i).unwrap_or(0))
-                        .push_bind(m.role)
+                        .push_bind(m.role.as_str())
                         .push_bind(&m.content)
                         .push_bind(m.tool_calls.as_ref().map(Json))
                         .push_bind(&m.tool_call_id)
@@ -596,7 +549,7 @@ impl Store {
                 .bind(t.base_seq + count)
                 .bind(count)
                 .bind(t.now)
-                .bind(Json(&t.state))
+                .bind(Json(t.state))
                 .bind(last_version)
                 .bind(t.lease_token)
                 .execute(&mut *tx).await?.rows_affected();
@@ -613,7 +566,7 @@ impl Store {
                      conversation_id = excluded.conversation_id, created_at = excluded.created_at \
                      WHERE idempotency_keys.created_at < $7")
                     .bind(t.org.as_str()).bind(key).bind(hash).bind(Json(response)).bind(t.conversation_id)
-                    .bind(t.now).bind(t.now - chrono::Duration::hours(24))
+                    .bind(t.now).bind(t.now - IDEMPOTENCY_WINDOW)
                     .execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -656,10 +609,10 @@ impl Store {
         now: DateTime<Utc>,
         batch: i64,
     ) -> StoreResult<u64> {
-        let idle: Vec<Uuid> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE org_id = $1 AND kind = 'session' AND updated_at < $2 \
+        let idle: Vec<ConversationId> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE org_id = $1 AND kind = $4 AND updated_at < $2 \
              ORDER BY updated_at LIMIT $3")
-            .bind(org.as_str()).bind(idle_before).bind(batch)
+            .bind(org.as_str()).bind(idle_before).bind(batch).bind(ConversationKind::Session.as_str())
             .fetch_all(pool).await)?;
         let mut erased = 0;
         for id in idle {
@@ -675,7 +628,7 @@ impl Store {
         Ok(erased)
     }
 
-    pub async fn get_run(&self, org: &OrgId, id: Uuid) -> StoreResult<Option<StoredRun>> {
+    pub async fn get_run(&self, org: &OrgId, id: RunId) -> StoreResult<Option<Run>> {
         Ok(on_pool!(self, pool => sqlx::query_as(
             "SELECT id, conversation_id, status, model, steps, prompt_tokens, completion_tokens, total_tokens, \
              error, started_at, finished_at FROM runs WHERE org_id = $1 AND id = $2")
@@ -689,8 +642,8 @@ impl Store {
     pub async fn list_runs(
         &self,
         org: &OrgId,
-        conversation: Uuid,
-    ) -> StoreResult<Vec<(Uuid, String, Option<String>)>> {
+        conversation: ConversationId,
+    ) -> StoreResult<Vec<(RunId, String, Option<String>)>> {
         Ok(on_pool!(self, pool => sqlx::query_as(
             "SELECT id, status, error FROM runs WHERE org_id = $1 AND conversation_id = $2 ORDER BY started_at, id")
             .bind(org.as_str())
@@ -702,8 +655,8 @@ impl Store {
     /// Checkpoints of a conversation: `(version, parent_version, step, state)`, oldest first.
     pub async fn list_checkpoints(
         &self,
-        conversation: Uuid,
-    ) -> StoreResult<Vec<(i64, Option<i64>, i64, Json<AgentState>)>> {
+        conversation: ConversationId,
+    ) -> StoreResult<Vec<(i64, Option<i64>, i64, Json<ConversationState>)>> {
         Ok(on_pool!(self, pool => sqlx::query_as(
             "SELECT version, parent_version, step, state FROM checkpoints WHERE conversation_id = $1 ORDER BY version")
             .bind(conversation)

@@ -4,11 +4,14 @@
 //! `RETURNING`, `ON CONFLICT`) and run through [`on_pool!`], which expands the same body for
 //! each pool type. Where the engines differ (types, `FOR UPDATE SKIP LOCKED`), a module matches
 //! on the backend explicitly. Every function that touches tenant data takes the `OrgId`.
+//!
+//! This layer imports only `domain`. Skills keep the queries of their own tables beside their
+//! code (`skills::*::store`), written against the same [`Store`] handle and [`on_pool!`].
 
 pub mod conversations;
 pub mod keys;
 pub mod orgs;
-pub mod tools;
+pub mod tool_effects;
 pub mod webhooks;
 
 use std::path::Path;
@@ -19,7 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-/// Failures of the store, mapped to HTTP at the boundary (`error.rs`).
+/// Failures of the store, mapped to problems at the HTTP boundary (`http::error`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0}")]
@@ -50,18 +53,11 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// True when `err` is a unique-constraint violation, on either backend.
-pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// The current time at the precision both backends store (PostgreSQL keeps microseconds), so
-/// a value returned at creation equals the value read back later.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
-}
 
 /// Which engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

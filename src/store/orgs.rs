@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
+use crate::domain::org::{Org, OrgDraft, OrgSettings};
+use crate::domain::page::{Page, PageRequest};
 use crate::domain::{OrgId, RateLimit, Tier};
-use crate::orgs::{Org, OrgDraft, OrgSettings};
 
 #[derive(sqlx::FromRow)]
 struct OrgRow {
@@ -47,13 +48,6 @@ impl TryFrom<OrgRow> for Org {
 
 const COLUMNS: &str = "id, name, active, tier, rate_limit_requests, rate_limit_window_seconds, \
                        settings, version, created_at, updated_at";
-
-/// One page of a listing plus the total count.
-#[derive(Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-}
 
 impl Store {
     /// Inserts a new organisation; `Conflict` when the id is taken.
@@ -107,11 +101,11 @@ impl Store {
     }
 
     /// Organisations newest first.
-    pub async fn list_orgs(&self, limit: i64, offset: i64) -> StoreResult<Page<Org>> {
+    pub async fn list_orgs(&self, page: PageRequest) -> StoreResult<Page<Org>> {
         let sql =
             format!("SELECT {COLUMNS} FROM orgs ORDER BY created_at DESC, id LIMIT $1 OFFSET $2");
         let (rows, total): (Vec<OrgRow>, i64) = on_pool!(self, pool => {
-            let rows = sqlx::query_as(&sql).bind(limit).bind(offset).fetch_all(pool).await?;
+            let rows = sqlx::query_as(&sql).bind(page.limit).bind(page.offset).fetch_all(pool).await?;
             let total = sqlx::query_scalar("SELECT COUNT(*) FROM orgs").fetch_one(pool).await?;
             (rows, total)
         });

@@ -14,11 +14,10 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::orgs::Page;
 use super::{Backend, Store, StoreError, StoreResult, on_pool};
 use crate::domain::OrgId;
-use crate::webhooks::EventType;
-use crate::webhooks::signing::SigningSecret;
+use crate::domain::events::EventType;
+use crate::domain::page::{Page, PageRequest};
 
 /// The subscription rows of one endpoint, through a transaction of either backend.
 macro_rules! insert_subscriptions {
@@ -48,7 +47,7 @@ macro_rules! record_event {
     ($conn:expr, $org:expr, $event:expr, $data:expr, $now:expr) => {{
         let conn = $conn;
         let org: &$crate::domain::OrgId = $org;
-        let event: $crate::webhooks::EventType = $event;
+        let event: $crate::domain::events::EventType = $event;
         let now: chrono::DateTime<chrono::Utc> = $now;
         let data = sqlx::types::Json($data);
         async move {
@@ -97,13 +96,13 @@ macro_rules! record_event {
 }
 pub(crate) use record_event;
 
-/// A registered endpoint. The secret's Debug output is redacted.
+/// A registered endpoint. Its secret is never read back (it is shown only at registration,
+/// and the delivery worker reads it with the delivery).
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub id: Uuid,
     pub org_id: String,
     pub url: String,
-    pub secret: SigningSecret,
     pub description: Option<String>,
     pub event_types: Vec<String>,
     pub active: bool,
@@ -114,13 +113,11 @@ pub struct Webhook {
     pub updated_at: DateTime<Utc>,
 }
 
-// No Debug: it holds the secret in clear.
 #[derive(sqlx::FromRow)]
 struct WebhookRow {
     id: Uuid,
     org_id: String,
     url: String,
-    secret: String,
     description: Option<String>,
     active: bool,
     failing_since: Option<DateTime<Utc>>,
@@ -130,18 +127,15 @@ struct WebhookRow {
     updated_at: DateTime<Utc>,
 }
 
-const HOOK_COLUMNS: &str = "id, org_id, url, secret, description, active, failing_since, \
+const HOOK_COLUMNS: &str = "id, org_id, url, description, active, failing_since, \
     disabled_at, disabled_reason, created_at, updated_at";
 
 impl WebhookRow {
     fn into_webhook(self, event_types: Vec<String>) -> StoreResult<Webhook> {
-        let secret = SigningSecret::parse(&self.secret)
-            .map_err(|_| StoreError::Corrupt(format!("webhook {}: secret", self.id)))?;
         Ok(Webhook {
             id: self.id,
             org_id: self.org_id,
             url: self.url,
-            secret,
             description: self.description,
             event_types,
             active: self.active,
@@ -269,7 +263,8 @@ impl Store {
         &self,
         org: &OrgId,
         url: &str,
-        secret: &SigningSecret,
+        // The signing secret as registered (the webhooks module checked its form).
+        secret: &str,
         description: Option<&str>,
         event_types: &[EventType],
         now: DateTime<Utc>,
@@ -282,7 +277,7 @@ impl Store {
         let row: WebhookRow = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let row: WebhookRow = sqlx::query_as(&sql)
-                .bind(id).bind(org.as_str()).bind(url).bind(secret.expose()).bind(description)
+                .bind(id).bind(org.as_str()).bind(url).bind(secret).bind(description)
                 .bind(true).bind(now)
                 .fetch_one(&mut *tx).await?;
             insert_subscriptions!(&mut *tx, org, id, event_types)?;
@@ -296,15 +291,14 @@ impl Store {
     pub async fn list_webhooks(
         &self,
         org: &OrgId,
-        limit: i64,
-        offset: i64,
+        page: PageRequest,
     ) -> StoreResult<Page<Webhook>> {
         let sql = format!(
             "SELECT {HOOK_COLUMNS} FROM webhooks WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
         let (rows, total, subs) = on_pool!(self, pool => {
             let rows: Vec<WebhookRow> = sqlx::query_as(&sql)
-                .bind(org.as_str()).bind(limit).bind(offset).fetch_all(pool).await?;
+                .bind(org.as_str()).bind(page.limit).bind(page.offset).fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
                 .bind(org.as_str()).fetch_one(pool).await?;
             // Bounded: an org has at most a few dozen endpoints with a handful of types each.
@@ -392,8 +386,7 @@ impl Store {
         &self,
         org: &OrgId,
         webhook: Uuid,
-        limit: i64,
-        offset: i64,
+        page: PageRequest,
     ) -> StoreResult<Page<DeliveryAttempt>> {
         let sql = format!(
             "SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE webhook_id = $1 AND org_id = $2 \
@@ -401,7 +394,7 @@ impl Store {
         );
         let (items, total) = on_pool!(self, pool => {
             let items: Vec<DeliveryAttempt> = sqlx::query_as(&sql)
-                .bind(webhook).bind(org.as_str()).bind(limit).bind(offset).fetch_all(pool).await?;
+                .bind(webhook).bind(org.as_str()).bind(page.limit).bind(page.offset).fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM webhook_attempts WHERE webhook_id = $1 AND org_id = $2")
                 .bind(webhook).bind(org.as_str()).fetch_one(pool).await?;
@@ -426,7 +419,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO webhook_events (id, org_id, event_type, data, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(event).bind(org.as_str()).bind(EventType::WebhookTest.as_str()).bind(Json(data)).bind(now)
+                .bind(event).bind(org.as_str()).bind(EventType::WEBHOOK_TEST.as_str()).bind(Json(data)).bind(now)
                 .execute(&mut *tx).await?;
             // INSERT … SELECT so a webhook of another org (or a deleted one) inserts nothing.
             let n = sqlx::query(

@@ -1,6 +1,7 @@
-//! Webhooks: the event catalogue and payload shapes, the target-address policy (no SSRF into
-//! private networks), and the settings of the delivery worker. Persistence (the outbox) lives in
-//! `store::webhooks`, signing in [`signing`], delivery in [`worker`]. Guide: docs/webhooks.md.
+//! Webhooks: the target-address policy (no SSRF into private networks) and the settings of the
+//! delivery worker. Event types and payloads live in `domain::events`, persistence (the outbox)
+//! in `store::webhooks`, signing in [`signing`], delivery in [`worker`]. Guide:
+//! docs/webhooks.md.
 
 pub mod signing;
 pub mod worker;
@@ -8,149 +9,9 @@ pub mod worker;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
-use utoipa::ToSchema;
-use uuid::Uuid;
-
 pub use worker::{RunStats, Worker};
 
-use crate::store::tools::Appointment;
-
-/// Every event type agentd emits. The wire name (`appointment.created`) is what endpoints
-/// subscribe to and what the payload's `type` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    AppointmentCreated,
-    AppointmentCancelled,
-    AppointmentRescheduled,
-    ConversationCreated,
-    SessionDeleted,
-    WebhookTest,
-}
-
-impl EventType {
-    pub const ALL: [Self; 6] = [
-        Self::AppointmentCreated,
-        Self::AppointmentCancelled,
-        Self::AppointmentRescheduled,
-        Self::ConversationCreated,
-        Self::SessionDeleted,
-        Self::WebhookTest,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AppointmentCreated => "appointment.created",
-            Self::AppointmentCancelled => "appointment.cancelled",
-            Self::AppointmentRescheduled => "appointment.rescheduled",
-            Self::ConversationCreated => "conversation.created",
-            Self::SessionDeleted => "session.deleted",
-            Self::WebhookTest => "webhook.test",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == raw.trim())
-    }
-
-    /// The known names, comma-separated, for error messages.
-    pub fn known() -> String {
-        Self::ALL.map(Self::as_str).join(", ")
-    }
-}
-
-/// The body of every delivery (`Content-Type: application/json`). `id` is also the
-/// `webhook-id` header and stays the same across retries and restarts: deduplicate on it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11",
-    "type": "appointment.created",
-    "created_at": "2026-11-23T10:15:00.123456Z",
-    "org_id": "clinic",
-    "data": {
-        "id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a12",
-        "confirmation_number": "APPT-7K2M9Q",
-        "service_id": "general-consultation",
-        "service_name": "General Consultation",
-        "start_at": "2026-11-24T13:00:00Z",
-        "end_at": "2026-11-24T13:30:00Z",
-        "customer_name": "John Doe",
-        "customer_email": "john@example.com",
-        "customer_phone": "555-1234",
-        "status": "booked",
-        "end_user": null,
-        "conversation_id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a13",
-        "created_at": "2026-11-23T10:15:00.123456Z",
-        "updated_at": "2026-11-23T10:15:00.123456Z"
-    }
-}))]
-pub struct WebhookEvent {
-    /// Event id (UUID); the `webhook-id` header carries the same value.
-    pub id: Uuid,
-    /// The event type, e.g. `appointment.created`.
-    #[serde(rename = "type")]
-    #[schema(example = "appointment.created")]
-    pub kind: String,
-    /// When the change happened (committed with it).
-    pub created_at: DateTime<Utc>,
-    /// The organisation the event belongs to.
-    #[schema(example = "clinic")]
-    pub org_id: String,
-    /// Depends on `type`: an `Appointment` for `appointment.*`, `ConversationCreatedData`,
-    /// `SessionDeletedData`, or `WebhookTestData`.
-    #[schema(value_type = WebhookEventData)]
-    pub data: Value,
-}
-
-/// The `data` of an event, by `type`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum WebhookEventData {
-    /// `appointment.created`, `appointment.cancelled`, `appointment.rescheduled`: the
-    /// appointment after the change.
-    Appointment(Appointment),
-    /// `conversation.created` (also for a chat session's first message).
-    ConversationCreated(ConversationCreatedData),
-    /// `session.deleted`.
-    SessionDeleted(SessionDeletedData),
-    /// `webhook.test`.
-    Test(WebhookTestData),
-}
-
-/// `data` of `conversation.created`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ConversationCreatedData {
-    pub conversation_id: Uuid,
-    /// `session` (created by /chat with a client-chosen id) or `conversation`.
-    #[schema(example = "session")]
-    pub kind: String,
-    /// The end user, when created with an end-user token.
-    pub end_user: Option<String>,
-    #[schema(example = "Chat 2026-11-23 10:15")]
-    pub title: String,
-    pub created_at: DateTime<Utc>,
-}
-
-/// `data` of `session.deleted` (erased for good: GDPR erasure).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SessionDeletedData {
-    pub session_id: Uuid,
-    /// `session` or `conversation`.
-    #[schema(example = "session")]
-    pub kind: String,
-    pub end_user: Option<String>,
-    pub deleted_at: DateTime<Utc>,
-}
-
-/// `data` of `webhook.test`, sent by `POST /api/v1/webhooks/{id}/test`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WebhookTestData {
-    pub webhook_id: Uuid,
-    #[schema(example = "This is a test event from agentd.")]
-    pub message: String,
-}
+use crate::config::{DEFAULT_RETRY_SCHEDULE, parse_schedule};
 
 /// What the delivery worker needs from the settings, parsed once.
 #[derive(Debug, Clone)]
@@ -170,7 +31,7 @@ pub struct WebhookSettings {
 impl WebhookSettings {
     /// From the server settings; `Settings::validate` has already refused a bad schedule, so
     /// one that still fails to parse (settings built in code) means the default schedule.
-    pub fn from_settings(s: &crate::Settings) -> Self {
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
         let schedule = parse_schedule(&s.webhook_retry_schedule)
             .or_else(|_| parse_schedule(DEFAULT_RETRY_SCHEDULE))
             .unwrap_or_default();
@@ -182,21 +43,6 @@ impl WebhookSettings {
             interval: Duration::from_secs(s.webhook_worker_interval_seconds.max(1)),
         }
     }
-}
-
-/// WEBHOOK_RETRY_SCHEDULE's default: eight attempts over about 33 hours.
-pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
-
-/// Parses `5s,5m,30m,2h` (humantime durations, comma-separated; empty means no retries).
-pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            humantime::parse_duration(s)
-                .map_err(|e| format!("WEBHOOK_RETRY_SCHEDULE: {s:?} is not a duration ({e})"))
-        })
-        .collect()
 }
 
 /// False for addresses a webhook must not reach unless private networks are allowed:
@@ -361,13 +207,5 @@ mod tests {
         assert_eq!(parse_schedule("10ms").unwrap(), [Duration::from_millis(10)]);
         assert!(parse_schedule("soon").is_err());
         assert!(parse_schedule("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn event_types_round_trip() {
-        for t in EventType::ALL {
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-        }
-        assert_eq!(EventType::parse("appointment.deleted"), None);
     }
 }

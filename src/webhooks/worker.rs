@@ -12,7 +12,8 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::signing::SigningSecret;
-use super::{WebhookEvent, WebhookSettings, check_target, is_public};
+use super::{WebhookSettings, check_target, is_public};
+use crate::domain::events::WebhookEvent;
 use crate::store::webhooks::{AttemptResult, DeliveryAttempt, DueDelivery, Outcome};
 use crate::store::{Store, StoreError};
 
@@ -114,7 +115,7 @@ impl Worker {
 
     /// Delivers everything due now.
     pub async fn run_once(&self) -> Result<RunStats, StoreError> {
-        self.run_once_at(crate::store::now()).await
+        self.run_once_at(crate::domain::now()).await
     }
 
     /// Delivers everything due at `now` — tests pass a later time instead of sleeping until a
@@ -124,7 +125,7 @@ impl Worker {
         let mut stats = RunStats::default();
         for _ in 0..MAX_BATCHES {
             // Each batch's lease runs from when it is claimed (earlier batches took time).
-            let lease_until = now.max(crate::store::now()) + to_chrono(self.lease());
+            let lease_until = now.max(crate::domain::now()) + to_chrono(self.lease());
             let due = self.store.claim_deliveries(now, lease_until, BATCH).await?;
             let claimed = due.len();
             let results: Vec<_> = futures_util::stream::iter(due)
@@ -269,14 +270,14 @@ impl Worker {
                 Ok(s) if s.attempts() > 0 => tracing::debug!(?s, "webhook pass"),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %crate::error::cause_chain(&e), "webhook pass failed");
+                    tracing::warn!(error = %crate::telemetry::cause_chain(&e), "webhook pass failed");
                 }
             }
             if last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                 last_purge = Some(Instant::now());
-                let before = crate::store::now() - chrono::Duration::days(RETENTION_DAYS);
+                let before = crate::domain::now() - chrono::Duration::days(RETENTION_DAYS);
                 if let Err(e) = self.store.purge_webhook_events(before, 1000).await {
-                    tracing::warn!(error = %crate::error::cause_chain(&e), "webhook purge failed");
+                    tracing::warn!(error = %crate::telemetry::cause_chain(&e), "webhook purge failed");
                 }
             }
         }
@@ -296,9 +297,9 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         format!("timed out after {} s", timeout.as_secs())
     } else if e.is_connect() {
-        format!("connection failed: {}", crate::error::cause_chain(e))
+        format!("connection failed: {}", crate::telemetry::cause_chain(e))
     } else {
-        crate::error::cause_chain(e)
+        crate::telemetry::cause_chain(e)
     }
 }
 

@@ -1,28 +1,25 @@
-//! Agent turns through /chat and /sessions against a mock OpenAI-compatible server: tools,
-//! persistence, failures, idempotency, concurrency.
+//! Agent turns through /chat and /sessions with a scripted model: tools, persistence,
+//! failures, idempotency, concurrency. (The OpenAI provider's wire format has its own tests
+//! against a real HTTP server, in `agent::openai`.)
 
 use std::time::Duration;
 
 use agentd::domain::OrgId;
+use agentd::skills::tasks::store::Tasks;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::backend_test;
 use crate::helpers::*;
-use crate::mock_llm::{MockLlm, Reply, call, text};
+use agentd::agent::scripted::{Reply, ScriptedModel, call, text};
 
 async fn app_with_mock(
     backend: Backend,
     tweak: impl FnOnce(&mut agentd::Settings),
-) -> (TestApp, MockLlm) {
-    let mock = MockLlm::start().await;
-    let m = mock.clone();
-    let app = spawn_app_with(backend, move |s| {
-        m.configure(s);
-        tweak(s);
-    })
-    .await;
+) -> (TestApp, ScriptedModel) {
+    let mock = ScriptedModel::default();
+    let app = spawn_app_with_model(backend, &mock, tweak).await;
     (app, mock)
 }
 
@@ -52,14 +49,14 @@ backend_test! {
         assert_eq!(meta["message_count"], 4);
         assert_eq!(meta["current_state"], "COLLECT_SERVICE");
         assert_eq!(meta["usage"]["total_tokens"], 30);
-        assert_eq!(meta["model"], "mock-model");
+        assert_eq!(meta["model"], "scripted-model");
 
         // The model saw the system prompt, the user message, then the tool result.
         let second = &mock.requests()[1];
-        let roles: Vec<&str> = second["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        let roles: Vec<&str> = second.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "tool"]);
-        assert_eq!(second["messages"][3]["tool_call_id"], "call_1");
-        assert!(second["tools"].as_array().unwrap().iter().any(|t| t["function"]["name"] == "create_appointment"));
+        assert_eq!(second.messages[3].tool_call_id.as_deref(), Some("call_1"));
+        assert!(second.tools.iter().any(|t| t.name == "create_appointment"));
 
         let history = app.history(&key, session).await;
         let msgs = history["messages"].as_array().unwrap();
@@ -71,17 +68,17 @@ backend_test! {
         assert_eq!(history["metadata"]["message_count"], 4);
 
         let org = OrgId::parse("clinic").unwrap();
-        let runs = app.state.store.list_runs(&org, session).await.unwrap();
+        let runs = app.state.store.list_runs(&org, session.into()).await.unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].1, "completed");
-        let cps = app.state.store.list_checkpoints(session).await.unwrap();
+        let cps = app.state.store.list_checkpoints(session.into()).await.unwrap();
         assert_eq!(cps.iter().map(|c| (c.0, c.1, c.2)).collect::<Vec<_>>(), [(1, None, 1), (2, Some(1), 2)]);
 
         // The next turn sees the history.
         mock.script([text("Sure.")]);
         app.chat(&key, "clinic", session, "Thanks").await;
         let third = &mock.requests()[2];
-        assert_eq!(third["messages"].as_array().unwrap().len(), 1 + 4 + 1);
+        assert_eq!(third.messages.len(), 1 + 4 + 1);
     }
 }
 
@@ -114,12 +111,11 @@ backend_test! {
         mock.script([Reply::Status(500)]);
         let (status, body) = problem(app.chat(&key, "clinic", session, "Hello").await).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("LLM_UPSTREAM_ERROR")));
-        assert!(!body.to_string().contains("sk-test-key"));
 
         let history = app.history(&key, session).await;
         assert_eq!(history["messages"].as_array().unwrap().len(), 0);
         let org = OrgId::parse("clinic").unwrap();
-        let runs = app.state.store.list_runs(&org, session).await.unwrap();
+        let runs = app.state.store.list_runs(&org, session.into()).await.unwrap();
         assert_eq!(runs[0].1, "failed");
         assert!(runs[0].2.as_deref().unwrap_or("").contains("500"), "{runs:?}");
 
@@ -159,7 +155,7 @@ backend_test! {
         assert!(calls[0]["result"]["error"].as_str().unwrap().contains("not valid JSON"), "{calls:?}");
         assert!(calls[1]["result"]["error"].as_str().unwrap().contains("unknown tool"), "{calls:?}");
         let reqs = mock.requests();
-        assert!(reqs[1]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().contains("error"));
+        assert!(reqs[1].messages.last().unwrap().content.contains("error"));
     }
 }
 
@@ -315,10 +311,9 @@ backend_test! {
 
 backend_test! {
     async fn turns_never_interleave_across_two_instances_on_one_database(backend: Backend) {
-        let (app, mock) = app_with_mock(backend, |_| {}).await;
+        let (app, _mock) = app_with_mock(backend, |_| {}).await;
         let key = booking_org(&app, "clinic", json!({"tier": "custom", "rate_limit": {"requests": 1000, "window_seconds": 60}})).await;
-        let m = mock.clone();
-        let other = app.second_instance(move |s| m.configure(s)).await;
+        let other = app.second_instance(|_| {}).await;
         let session = Uuid::new_v4();
         let sends = (0..10).map(|i| {
             let (target, key) = (if i % 2 == 0 { &app } else { &other }, &key);
@@ -366,7 +361,7 @@ backend_test! {
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         let res = app.get(&format!("/api/v1/sessions/{s1}/history")).header("X-API-Key", &key).send().await.unwrap();
         assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
-        assert!(app.state.store.list_runs(&OrgId::parse("clinic").unwrap(), s1).await.unwrap().is_empty());
+        assert!(app.state.store.list_runs(&OrgId::parse("clinic").unwrap(), s1.into()).await.unwrap().is_empty());
 
         // Fresh sessions survive a sweep; one idle past the TTL does not.
         assert_eq!(agentd::app::sweep_once(&app.state).await.unwrap(), 0);
@@ -389,15 +384,15 @@ backend_test! {
         app.chat(&key, "clinic", session, "remind me to call Bob").await;
         let org = OrgId::parse("clinic").unwrap();
         let owner = format!("session:{session}");
-        assert_eq!(app.state.store.list_tasks(&org, &owner, None).await.unwrap().len(), 1);
+        assert_eq!(Tasks(&app.state.store).list_tasks(&org, &owner, None).await.unwrap().len(), 1);
 
         // Soft-deleted through the conversations API, then erased through sessions.
         let res = app.client.delete(app.url(&format!("/api/v1/conversations/{session}"))).header("X-API-Key", &key).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
-        assert!(app.state.store.list_tasks(&org, &owner, None).await.unwrap().is_empty());
-        assert!(app.state.store.conversation_owner(&org, session).await.unwrap().is_none());
+        assert!(Tasks(&app.state.store).list_tasks(&org, &owner, None).await.unwrap().is_empty());
+        assert!(app.state.store.conversation_owner(&org, session.into()).await.unwrap().is_none());
         let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &key).send().await.unwrap();
         assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
     }

@@ -5,12 +5,11 @@ use serde_json::{Value, json};
 
 use crate::backend_test;
 use crate::helpers::*;
-use crate::mock_llm::{MockLlm, call, text};
+use agentd::agent::scripted::{ScriptedModel, call, text};
 
-async fn setup(backend: Backend) -> (TestApp, MockLlm, String) {
-    let mock = MockLlm::start().await;
-    let m = mock.clone();
-    let app = spawn_app_with(backend, move |s| m.configure(s)).await;
+async fn setup(backend: Backend) -> (TestApp, ScriptedModel, String) {
+    let mock = ScriptedModel::default();
+    let app = spawn_app_with_model(backend, &mock, |_| {}).await;
     let key = booking_org(&app, "clinic", json!({})).await;
     (app, mock, key)
 }

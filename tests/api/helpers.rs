@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use agentd::agent::Model;
+use agentd::agent::scripted::ScriptedModel;
 use agentd::config::Secret;
 use agentd::{AppState, Settings};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
@@ -129,6 +131,8 @@ pub struct TestApp {
     pub client: Client,
     pub state: AppState,
     pub stop: CancellationToken,
+    /// The model every instance of this app answers with, when the test chose one.
+    model: Option<Model>,
     /// Kept for its Drop: the database lives as long as the app.
     _db: TestDb,
 }
@@ -152,12 +156,33 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(backend, None, tweak).await
+}
+
+/// An app whose agent answers from `model`'s script (every instance of it shares the script).
+pub async fn spawn_app_with_model(
+    backend: Backend,
+    model: &ScriptedModel,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(backend, Some(Model::Scripted(model.clone())), tweak).await
+}
+
+async fn spawn(
+    backend: Backend,
+    model: Option<Model>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     init_logs();
     let db = TestDb::new(backend).await;
     let mut settings = test_settings(&db.url);
     tweak(&mut settings);
-    let app = agentd::build_app(settings).await.unwrap();
-    serve(app.router, app.state, db).await
+    let app = agentd::app::build_app_with_model(settings, model.clone())
+        .await
+        .unwrap();
+    let mut test_app = serve(app.router, app.state, db).await;
+    test_app.model = model;
+    test_app
 }
 
 /// Serves `router` (already layered) on a random port.
@@ -183,6 +208,7 @@ pub async fn serve(router: axum::Router, state: AppState, db: TestDb) -> TestApp
             .unwrap(),
         state,
         stop,
+        model: None,
         _db: db,
     }
 }
@@ -192,13 +218,17 @@ impl TestApp {
     pub async fn second_instance(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = test_settings(&self._db.url);
         tweak(&mut settings);
-        let app = agentd::build_app(settings).await.unwrap();
+        let app = agentd::app::build_app_with_model(settings, self.model.clone())
+            .await
+            .unwrap();
         let shared = TestDb {
             url: self._db.url.clone(),
             pg: None,
             _dir: None,
         };
-        serve(app.router, app.state, shared).await
+        let mut other = serve(app.router, app.state, shared).await;
+        other.model = self.model.clone();
+        other
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -8,15 +8,16 @@
 )]
 
 mod helpers;
-mod mock_llm;
 
 mod admin_orgs;
 mod agent;
 mod api_keys;
+mod architecture;
 mod cli;
 mod conversations;
 mod errors;
 mod layers;
+mod migrations;
 mod offline;
 mod openapi;
 mod ops;

@@ -96,7 +96,7 @@ backend_test! {
 backend_test! {
     async fn the_first_run_demo_org_holds_a_booking_conversation(backend: Backend) {
         let app = spawn_app(backend).await;
-        let key = agentd::admin::bootstrap_demo(&app.state.store).await.unwrap().unwrap();
+        let key = agentd::admin::bootstrap_demo(&app.state.store, &app.state.tool_names()).await.unwrap().unwrap();
         let session = Uuid::new_v4();
         let mut last = Value::Null;
         for m in ["Hello, I need to book an appointment", "I need a general consultation", "Tomorrow at 2 PM",

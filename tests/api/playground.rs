@@ -79,7 +79,7 @@ async fn playground_books_an_appointment_in_headless_chromium() {
         return;
     }
     let app = spawn_app(Backend::Sqlite).await;
-    let key = agentd::admin::bootstrap_demo(&app.state.store)
+    let key = agentd::admin::bootstrap_demo(&app.state.store, &app.state.tool_names())
         .await
         .unwrap()
         .unwrap();

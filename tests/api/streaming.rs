@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::backend_test;
 use crate::helpers::*;
-use crate::mock_llm::{MockLlm, Reply, call, text};
+use agentd::agent::scripted::{Reply, ScriptedModel, call, text};
 
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
@@ -57,14 +57,9 @@ fn stream_body(session: Uuid, org: &str, message: &str) -> Value {
 async fn with_mock(
     backend: Backend,
     tweak: impl FnOnce(&mut agentd::Settings) + Send + 'static,
-) -> (TestApp, MockLlm, String) {
-    let mock = MockLlm::start().await;
-    let m = mock.clone();
-    let app = spawn_app_with(backend, move |s| {
-        m.configure(s);
-        tweak(s);
-    })
-    .await;
+) -> (TestApp, ScriptedModel, String) {
+    let mock = ScriptedModel::default();
+    let app = spawn_app_with_model(backend, &mock, tweak).await;
     let key = booking_org(&app, "clinic", json!({})).await;
     (app, mock, key)
 }

@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use agentd::skills::booking::store::Bookings;
+
 use crate::backend_test;
 use crate::helpers::*;
 
@@ -221,10 +223,10 @@ backend_test! {
 
         // Cancellation and rescheduling emit their events; so does erasing the session.
         let org = agentd::domain::OrgId::parse("clinic").unwrap();
-        let appt = app.state.store.get_appointment(&org, &number).await.unwrap().unwrap();
+        let appt = Bookings(&app.state.store).get_appointment(&org, &number).await.unwrap().unwrap();
         let later = appt.start_at + Duration::hours(1);
-        app.state.store.reschedule_appointment(&org, &number, later, later + Duration::minutes(30), agentd::store::now()).await.unwrap();
-        app.state.store.cancel_appointment(&org, &number, agentd::store::now()).await.unwrap();
+        Bookings(&app.state.store).reschedule_appointment(&org, &number, later, later + Duration::minutes(30), agentd::domain::now()).await.unwrap();
+        Bookings(&app.state.store).cancel_appointment(&org, &number, agentd::domain::now()).await.unwrap();
         let res = call(&app, Method::DELETE, &format!("/api/v1/sessions/{session}"), &key).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         let stats = app.state.webhooks.run_once().await.unwrap();
@@ -251,14 +253,14 @@ backend_test! {
         register(&app, &key, &receiver.url, &["appointment.created"]).await;
         let org = agentd::domain::OrgId::parse("clinic").unwrap();
         let start = Utc::now() + Duration::days(2);
-        let booking = |n: &str| agentd::store::tools::NewAppointment {
+        let booking = |n: &str| agentd::skills::booking::store::NewAppointment {
             confirmation_number: n.to_owned(), service_id: "follow-up".into(), service_name: "Follow-up".into(),
             start_at: start, end_at: start + Duration::minutes(15), customer_name: "A".into(),
             customer_email: "a@example.com".into(), customer_phone: None, end_user: None, conversation_id: None,
         };
-        app.state.store.create_appointment(&org, &booking("APPT-AAAAAA"), agentd::store::now()).await.unwrap();
+        Bookings(&app.state.store).create_appointment(&org, &booking("APPT-AAAAAA"), agentd::domain::now()).await.unwrap();
         // The second booking of the same slot rolls back, and its event with it.
-        assert!(app.state.store.create_appointment(&org, &booking("APPT-BBBBBB"), agentd::store::now()).await.is_err());
+        assert!(Bookings(&app.state.store).create_appointment(&org, &booking("APPT-BBBBBB"), agentd::domain::now()).await.is_err());
         app.state.webhooks.run_once().await.unwrap();
         let got = receiver.of_type("appointment.created");
         assert_eq!(got.len(), 1);

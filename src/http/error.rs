@@ -1,4 +1,6 @@
-//! The one HTTP-facing error type, rendered as RFC 9457 `application/problem+json`.
+//! The one HTTP-facing error type, rendered as RFC 9457 `application/problem+json`, and the
+//! one place where every other module's error type is mapped to it (the `From` impls below):
+//! auth, admin, conversations, agent and store errors know nothing of HTTP.
 //!
 //! `ApiError::into_response` does not serialise anything itself: it attaches a [`Problem`] to the
 //! response extensions. The `problem` middleware (see `http::problem`) then fills in the
@@ -11,30 +13,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::admin::AdminError;
+use crate::agent::TurnError;
+use crate::agent::model::ModelError;
+use crate::auth::AuthError;
+use crate::conversations::ConversationError;
+pub use crate::domain::FieldError;
+use crate::domain::turn::FailureCode;
 use crate::store::StoreError;
+use crate::telemetry::cause_chain;
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// One invalid field in a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// JSON path of the field (`services[0].name`), or the name of a path/query parameter.
-    #[schema(example = "name")]
-    pub field: String,
-    /// What is wrong with it, written for a person.
-    #[schema(example = "must not be empty")]
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// RFC 9457 problem details, plus agentd's stable `code` and the `request_id`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -277,18 +267,6 @@ impl ApiError {
     }
 }
 
-/// Renders an error and its sources as one line for the log: `a: b: c`.
-pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
@@ -330,17 +308,75 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<crate::agent::turn::TurnError> for ApiError {
-    fn from(err: crate::agent::turn::TurnError) -> Self {
-        use crate::agent::model::ModelError;
-        use crate::agent::turn::TurnError as T;
+impl From<TurnError> for ApiError {
+    fn from(err: TurnError) -> Self {
         match err {
-            T::Busy => Self::TurnInProgress,
-            T::NotFound => Self::NotFound("No such conversation.".to_owned()),
-            T::IdempotencyMismatch => Self::IdempotencyMismatch,
-            T::Timeout(_) | T::Model(ModelError::Timeout) => Self::AgentTimeout,
-            T::Model(e) => Self::LlmUpstream(Box::new(e)),
-            T::Store(e) => e.into(),
+            TurnError::Busy => Self::TurnInProgress,
+            TurnError::NotFound => Self::NotFound("No such conversation.".to_owned()),
+            TurnError::NotOwner(_) => Self::not_owner(),
+            TurnError::IdempotencyMismatch => Self::IdempotencyMismatch,
+            TurnError::Timeout(_) | TurnError::Model(ModelError::Timeout) => Self::AgentTimeout,
+            TurnError::Model(e) => Self::LlmUpstream(Box::new(e)),
+            TurnError::Store(e) => e.into(),
+            e @ TurnError::Crashed(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(err: ConversationError) -> Self {
+        match err {
+            ConversationError::NotFound => Self::NotFound("No such conversation.".to_owned()),
+            ConversationError::MessageNotFound => Self::NotFound("No such message.".to_owned()),
+            ConversationError::NotOwner(_) => Self::not_owner(),
+            ConversationError::Busy => Self::TurnInProgress,
+            ConversationError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Unauthorized(detail) => Self::Unauthorized(detail),
+            AuthError::TokenExpired => Self::TokenExpired,
+            AuthError::Forbidden(detail) => Self::Forbidden(detail),
+            AuthError::OrgInactive => Self::OrgInactive,
+            AuthError::OrgNotFound(id) => Self::NotFound(format!("no organisation {id}")),
+            AuthError::Store(e) => e.into(),
+            e @ AuthError::Internal(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Validation(errors) => Self::Validation(errors),
+            AdminError::NotFound(id) => Self::NotFound(format!("no organisation {id}")),
+            AdminError::Conflict(what) => Self::Conflict(what),
+            AdminError::Store(e) => e.into(),
+            e @ AdminError::Hashing(_) => Self::internal(e),
+        }
+    }
+}
+
+impl ApiError {
+    fn not_owner() -> Self {
+        Self::Forbidden("This conversation belongs to another user.".to_owned())
+    }
+
+    /// The problem a failed run reports in its stream's `error` event: the same as the plain
+    /// request would have answered.
+    pub fn from_failure(code: FailureCode) -> Self {
+        match code {
+            FailureCode::TurnInProgress => Self::TurnInProgress,
+            FailureCode::NotFound => Self::NotFound("No such conversation.".to_owned()),
+            FailureCode::Forbidden => Self::not_owner(),
+            FailureCode::IdempotencyMismatch => Self::IdempotencyMismatch,
+            FailureCode::AgentTimeout => Self::AgentTimeout,
+            FailureCode::LlmUpstreamError => Self::LlmUpstream("the model provider failed".into()),
+            FailureCode::InternalError => Self::Internal("the turn failed".into()),
         }
     }
 }

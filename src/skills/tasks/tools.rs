@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Tool, ToolContext, ToolError, ToolResult, define_tool};
-use crate::store::tools::Task;
+use super::store::{Task, Tasks};
+use crate::agent::tools::{Tool, ToolContext, ToolError, ToolResult, define_tool};
+use crate::domain::ConversationId;
 
 pub fn tools() -> Vec<Arc<dyn Tool>> {
     vec![
@@ -116,15 +117,35 @@ fn task_id(raw: &str) -> Result<Uuid, ToolError> {
     })
 }
 
+/// Whose tasks these are: the end user's, or the session's for API-key callers (anonymous
+/// visitors of a plugin).
+fn owner(ctx: &ToolContext) -> String {
+    match &ctx.end_user {
+        Some(u) => u.as_str().to_owned(),
+        None => format!("session:{}", ctx.conversation_id),
+    }
+}
+
+/// The session that owns an API-key caller's tasks: they are erased with it.
+fn session_of(ctx: &ToolContext) -> Option<ConversationId> {
+    ctx.end_user.is_none().then_some(ctx.conversation_id)
+}
+
 fn not_found(id: Uuid) -> ToolError {
     ToolError(format!("no task {id}; call list_tasks to see the tasks"))
 }
 
 async fn add_task(ctx: &ToolContext, a: AddArgs) -> ToolResult {
     let (t, d) = (title(&a.title)?, description(a.description.as_deref())?);
-    let task = ctx
-        .store
-        .add_task(&ctx.org.id, &ctx.owner(), &t, d.as_deref(), ctx.now)
+    let task = Tasks(&ctx.store)
+        .add_task(
+            &ctx.org.id,
+            &owner(ctx),
+            session_of(ctx),
+            &t,
+            d.as_deref(),
+            ctx.now,
+        )
         .await?;
     Ok(json!({ "task": task_json(&task) }))
 }
@@ -135,18 +156,16 @@ async fn list_tasks(ctx: &ToolContext, a: ListArgs) -> ToolResult {
         StatusFilter::Pending => Some("pending"),
         StatusFilter::Completed => Some("completed"),
     };
-    let tasks = ctx
-        .store
-        .list_tasks(&ctx.org.id, &ctx.owner(), status)
+    let tasks = Tasks(&ctx.store)
+        .list_tasks(&ctx.org.id, &owner(ctx), status)
         .await?;
     Ok(json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() }))
 }
 
 async fn complete_task(ctx: &ToolContext, a: TaskIdArgs) -> ToolResult {
     let id = task_id(&a.task_id)?;
-    let task = ctx
-        .store
-        .update_task(&ctx.org.id, &ctx.owner(), id, None, None, Some(ctx.now))
+    let task = Tasks(&ctx.store)
+        .update_task(&ctx.org.id, &owner(ctx), id, None, None, Some(ctx.now))
         .await?
         .ok_or_else(|| not_found(id))?;
     Ok(json!({ "task": task_json(&task) }))
@@ -154,7 +173,10 @@ async fn complete_task(ctx: &ToolContext, a: TaskIdArgs) -> ToolResult {
 
 async fn delete_task(ctx: &ToolContext, a: TaskIdArgs) -> ToolResult {
     let id = task_id(&a.task_id)?;
-    if ctx.store.delete_task(&ctx.org.id, &ctx.owner(), id).await? {
+    if Tasks(&ctx.store)
+        .delete_task(&ctx.org.id, &owner(ctx), id)
+        .await?
+    {
         Ok(json!({ "deleted": id }))
     } else {
         Err(not_found(id))
@@ -168,11 +190,10 @@ async fn update_task(ctx: &ToolContext, a: UpdateArgs) -> ToolResult {
     if t.is_none() && d.is_none() {
         return Err(ToolError("give a new title or description".into()));
     }
-    let task = ctx
-        .store
+    let task = Tasks(&ctx.store)
         .update_task(
             &ctx.org.id,
-            &ctx.owner(),
+            &owner(ctx),
             id,
             t.as_deref(),
             d.as_deref(),

@@ -1,6 +1,9 @@
 //! Organisations (tenants): their settings, the requests that create and change them, and the
-//! validation both share. Persistence lives in `store::orgs`; HTTP in `http::admin`; the CLI
-//! goes through the same [`OrgPatch`] so both front ends accept exactly the same input.
+//! validation both share. Persistence lives in `store::orgs`; the admin API and the CLI go
+//! through the same [`OrgPatch`] so both front ends accept exactly the same input.
+//!
+//! Which tools exist is the agent's tool registry's business: validation takes the registry's
+//! names as an argument, so no list of tool names is kept here.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -10,23 +13,102 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{Invalid, OrgId, RateLimit, Tier, parse_origin, parse_time_zone};
-use crate::error::FieldError;
+use super::{FieldError, Invalid, OrgId, invalid};
 
-/// Tools an organisation may enable by name. The agent's tool registry provides these.
-pub const KNOWN_TOOLS: &[&str] = &[
-    "list_services",
-    "check_availability",
-    "create_appointment",
-    "get_appointment",
-    "cancel_appointment",
-    "reschedule_appointment",
-    "add_task",
-    "list_tasks",
-    "complete_task",
-    "delete_task",
-    "update_task",
-];
+/// Pricing tier; sets the default request quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// 100 requests per hour.
+    Free,
+    /// 500 requests per hour.
+    Basic,
+    /// 2000 requests per hour.
+    Premium,
+    /// Its own `rate_limit`.
+    Custom,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Basic => "basic",
+            Self::Premium => "premium",
+            Self::Custom => "custom",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "free" => Ok(Self::Free),
+            "basic" => Ok(Self::Basic),
+            "premium" => Ok(Self::Premium),
+            "custom" => Ok(Self::Custom),
+            _ => Err(invalid("must be one of free, basic, premium, custom")),
+        }
+    }
+
+    /// The quota of a fixed tier; `None` for `custom`, which carries its own.
+    pub fn fixed_quota(self) -> Option<RateLimit> {
+        let per_hour = |requests| RateLimit {
+            requests,
+            window_seconds: 3600,
+        };
+        match self {
+            Self::Free => Some(per_hour(100)),
+            Self::Basic => Some(per_hour(500)),
+            Self::Premium => Some(per_hour(2000)),
+            Self::Custom => None,
+        }
+    }
+}
+
+/// A request quota: `requests` per `window_seconds`, replenished smoothly (GCRA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct RateLimit {
+    #[schema(example = 100, minimum = 1, maximum = 1000000)]
+    pub requests: u32,
+    #[schema(example = 3600, minimum = 1, maximum = 86400)]
+    pub window_seconds: u32,
+}
+
+impl RateLimit {
+    pub fn validate(self) -> Result<Self, Invalid> {
+        if !(1..=1_000_000).contains(&self.requests) {
+            return Err(invalid("requests must be between 1 and 1000000"));
+        }
+        if !(1..=86_400).contains(&self.window_seconds) {
+            return Err(invalid("window_seconds must be between 1 and 86400"));
+        }
+        Ok(self)
+    }
+}
+
+/// Checks that `raw` is a browser origin: `scheme://host[:port]` with no path, query or fragment.
+pub fn parse_origin(raw: &str) -> Result<String, Invalid> {
+    let bad = || {
+        invalid(format!(
+            "{raw:?} is not an origin like https://shop.example.com"
+        ))
+    };
+    let uri: http::Uri = raw.parse().map_err(|_| bad())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let path_ok = matches!(uri.path(), "" | "/") && !raw.ends_with('/');
+    if !scheme_ok || uri.authority().is_none() || !path_ok || uri.query().is_some() {
+        return Err(bad());
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+/// Checks an IANA time zone name such as `Europe/Berlin`.
+pub fn parse_time_zone(raw: &str) -> Result<chrono_tz::Tz, Invalid> {
+    raw.parse::<chrono_tz::Tz>().map_err(|_| {
+        invalid(format!(
+            "{raw:?} is not an IANA time zone such as Europe/Berlin"
+        ))
+    })
+}
 
 /// Model parameters; unset fields fall back to the server's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -153,7 +235,7 @@ pub struct OrgSettings {
     #[schema(example = "You are the friendly assistant of Acme Dental.")]
     pub system_prompt: String,
     pub model: ModelSettings,
-    /// Tool names the agent may call (see `KNOWN_TOOLS` in the docs).
+    /// Tool names the agent may call (the tool registry's names; see docs/agent.md).
     pub enabled_tools: Vec<String>,
     pub services: Vec<Service>,
     pub business_hours: BusinessHours,
@@ -174,13 +256,21 @@ pub struct OrgSettings {
     pub turn_policy: TurnPolicy,
 }
 
+impl OrgSettings {
+    /// The time zone (validated on every write; UTC should a stored one ever fail to parse).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC)
+    }
+}
+
 impl Default for OrgSettings {
     fn default() -> Self {
         Self {
             system_prompt:
                 "You are a helpful assistant for this business. Be concise and friendly.".to_owned(),
             model: ModelSettings::default(),
-            enabled_tools: KNOWN_TOOLS.iter().map(|s| (*s).to_owned()).collect(),
+            // Filled with every registered tool when an organisation is created.
+            enabled_tools: Vec::new(),
             services: Vec::new(),
             business_hours: BusinessHours::office_hours(),
             time_zone: "UTC".to_owned(),
@@ -333,8 +423,13 @@ pub struct OrgPatch {
 }
 
 impl OrgPatch {
-    /// A new organisation's draft: defaults overlaid with this patch, then validated whole.
-    pub fn into_new_draft(self, id: &str) -> Result<(OrgId, OrgDraft), Vec<FieldError>> {
+    /// A new organisation's draft: defaults (every tool of `known_tools` enabled) overlaid with
+    /// this patch, then validated whole.
+    pub fn into_new_draft(
+        self,
+        id: &str,
+        known_tools: &[&str],
+    ) -> Result<(OrgId, OrgDraft), Vec<FieldError>> {
         let org_id = OrgId::parse(id);
         let fallback_name = id.to_owned();
         let base = OrgDraft {
@@ -345,9 +440,12 @@ impl OrgPatch {
                 requests: 100,
                 window_seconds: 3600,
             }),
-            settings: OrgSettings::default(),
+            settings: OrgSettings {
+                enabled_tools: known_tools.iter().map(|t| (*t).to_owned()).collect(),
+                ..OrgSettings::default()
+            },
         };
-        let draft = self.apply(base, None);
+        let draft = self.apply(base, None, known_tools);
         match (org_id, draft) {
             (Ok(id), Ok(draft)) => Ok((id, draft)),
             (id, draft) => {
@@ -364,11 +462,16 @@ impl OrgPatch {
     }
 
     /// The organisation as it will be after this patch, validated whole.
-    pub fn apply_to(self, org: &Org) -> Result<OrgDraft, Vec<FieldError>> {
-        self.apply(org.draft(), Some(org.tier))
+    pub fn apply_to(self, org: &Org, known_tools: &[&str]) -> Result<OrgDraft, Vec<FieldError>> {
+        self.apply(org.draft(), Some(org.tier), known_tools)
     }
 
-    fn apply(self, mut d: OrgDraft, old_tier: Option<Tier>) -> Result<OrgDraft, Vec<FieldError>> {
+    fn apply(
+        self,
+        mut d: OrgDraft,
+        old_tier: Option<Tier>,
+        known_tools: &[&str],
+    ) -> Result<OrgDraft, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut err = |field: &str, msg: String| errors.push(FieldError::new(field, msg));
 
@@ -432,12 +535,12 @@ impl OrgPatch {
         if let Some(tools) = self.enabled_tools {
             let mut seen = HashSet::new();
             for (i, t) in tools.iter().enumerate() {
-                if !KNOWN_TOOLS.contains(&t.as_str()) {
+                if !known_tools.contains(&t.as_str()) {
                     err(
                         &format!("enabled_tools[{i}]"),
                         format!(
                             "unknown tool {t:?}; known tools: {}",
-                            KNOWN_TOOLS.join(", ")
+                            known_tools.join(", ")
                         ),
                     );
                 } else if !seen.insert(t) {
@@ -588,9 +691,37 @@ pub fn demo_services() -> Vec<Service> {
     ]
 }
 
+/// An organisation for unit tests: `test`, the demo services, open every day 09:00–17:00 in
+/// Berlin, no tools enabled (tests enable what they use).
+#[cfg(test)]
+pub fn test_org() -> Org {
+    let now = chrono::Utc::now();
+    Org {
+        id: OrgId::parse("test").unwrap(),
+        name: "Test".to_owned(),
+        active: true,
+        tier: Tier::Free,
+        rate_limit: RateLimit {
+            requests: 100,
+            window_seconds: 3600,
+        },
+        settings: OrgSettings {
+            services: demo_services(),
+            business_hours: BusinessHours::every_day(),
+            time_zone: "Europe/Berlin".to_owned(),
+            ..OrgSettings::default()
+        },
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOOLS: &[&str] = &["list_things", "do_thing"];
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
@@ -598,13 +729,14 @@ mod tests {
 
     #[test]
     fn a_new_org_gets_defaults() {
-        let (id, d) = OrgPatch::default().into_new_draft("acme").unwrap();
+        let (id, d) = OrgPatch::default().into_new_draft("acme", TOOLS).unwrap();
         assert_eq!(id.as_str(), "acme");
         assert_eq!(d.name, "acme");
         assert_eq!(d.tier, Tier::Free);
         assert_eq!(d.rate_limit.requests, 100);
         assert_eq!(d.settings.max_message_chars, 2000);
         assert_eq!(d.settings.session_ttl_seconds, 172_800);
+        assert_eq!(d.settings.enabled_tools, TOOLS);
     }
 
     #[test]
@@ -613,7 +745,10 @@ mod tests {
             tier: Some(Tier::Custom),
             ..Default::default()
         };
-        assert_eq!(fields(&p.into_new_draft("a").unwrap_err()), ["rate_limit"]);
+        assert_eq!(
+            fields(&p.into_new_draft("a", TOOLS).unwrap_err()),
+            ["rate_limit"]
+        );
         let p = OrgPatch {
             tier: Some(Tier::Basic),
             rate_limit: Some(RateLimit {
@@ -622,7 +757,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(fields(&p.into_new_draft("a").unwrap_err()), ["rate_limit"]);
+        assert_eq!(
+            fields(&p.into_new_draft("a", TOOLS).unwrap_err()),
+            ["rate_limit"]
+        );
     }
 
     #[test]
@@ -635,7 +773,7 @@ mod tests {
             max_message_chars: Some(0),
             ..Default::default()
         };
-        let errs = p.into_new_draft("bad id").unwrap_err();
+        let errs = p.into_new_draft("bad id", TOOLS).unwrap_err();
         assert_eq!(
             fields(&errs),
             [
@@ -666,7 +804,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            fields(&p.into_new_draft("a").unwrap_err()),
+            fields(&p.into_new_draft("a", TOOLS).unwrap_err()),
             [
                 "business_hours.mon",
                 "business_hours.tue[0].close",
@@ -685,7 +823,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            fields(&p.into_new_draft("a").unwrap_err()),
+            fields(&p.into_new_draft("a", TOOLS).unwrap_err()),
             ["services[1].id", "services[2].duration_minutes"]
         );
     }
@@ -696,6 +834,36 @@ mod tests {
             services: Some(demo_services()),
             ..Default::default()
         };
-        assert!(p.into_new_draft("demo").is_ok());
+        assert!(p.into_new_draft("demo", TOOLS).is_ok());
+    }
+
+    #[test]
+    fn origins_must_have_no_path() {
+        assert_eq!(
+            parse_origin("https://Shop.example.com").unwrap(),
+            "https://shop.example.com"
+        );
+        assert!(parse_origin("http://localhost:3000").is_ok());
+        for bad in [
+            "shop.example.com",
+            "https://a.com/path",
+            "https://a.com/",
+            "ftp://a.com",
+            "*",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+    #[test]
+    fn tiers_have_the_documented_quotas() {
+        assert_eq!(Tier::Free.fixed_quota().unwrap().requests, 100);
+        assert_eq!(Tier::Basic.fixed_quota().unwrap().requests, 500);
+        assert_eq!(Tier::Premium.fixed_quota().unwrap().requests, 2000);
+        assert!(Tier::Custom.fixed_quota().is_none());
+    }
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert!(parse_time_zone("Europe/Berlin").is_ok());
+        assert!(parse_time_zone("Mars/Olympus").is_err());
     }
 }

@@ -15,11 +15,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Tool, ToolContext, ToolError, ToolResult, define_tool};
-use crate::orgs::{OpeningHours, Service};
-use crate::store::tools::{
-    Appointment, AppointmentScope, BookingError, NewAppointment, SLOT_MINUTES,
+use super::store::{
+    Appointment, AppointmentScope, BookingError, Bookings, NewAppointment, SLOT_MINUTES,
 };
+use crate::agent::tools::{Tool, ToolContext, ToolError, ToolResult, define_tool};
+use crate::domain::org::{OpeningHours, Service};
 
 pub fn tools() -> Vec<Arc<dyn Tool>> {
     vec![
@@ -93,7 +93,7 @@ define_tool!(RescheduleAppointment, "reschedule_appointment", side_effect: true,
     "Move an appointment to a new start time.");
 
 fn tz(ctx: &ToolContext) -> Tz {
-    ctx.org.settings.time_zone.parse().unwrap_or(Tz::UTC)
+    ctx.org.settings.tz()
 }
 
 fn service<'a>(ctx: &'a ToolContext, id: &str) -> Result<&'a Service, ToolError> {
@@ -237,8 +237,7 @@ async fn check_availability(ctx: &ToolContext, a: AvailabilityArgs) -> ToolResul
         .map_err(|_| ToolError(format!("date must be YYYY-MM-DD, got {:?}", a.date)))?;
     let minutes = i64::from(svc.duration_minutes);
     let day_start = parse_local(&format!("{date}T00:00"), tz)?;
-    let booked: BTreeSet<DateTime<Utc>> = ctx
-        .store
+    let booked: BTreeSet<DateTime<Utc>> = Bookings(&ctx.store)
         .booked_slots(&ctx.org.id, day_start, day_start + Duration::hours(26))
         .await?
         .into_iter()
@@ -329,8 +328,7 @@ async fn create_appointment(ctx: &ToolContext, a: CreateArgs) -> ToolResult {
         end_user: ctx.end_user.as_ref().map(|u| u.as_str().to_owned()),
         conversation_id: Some(ctx.conversation_id),
     };
-    let appt = ctx
-        .store
+    let appt = Bookings(&ctx.store)
         .create_appointment(&ctx.org.id, &new, ctx.now)
         .await
         .map_err(booking_error)?;
@@ -347,7 +345,7 @@ fn scope<'a>(ctx: &'a ToolContext) -> AppointmentScope<'a> {
 
 /// The booking `c`, if this chat may act on it; otherwise the same error as an unknown number.
 async fn own_appointment(ctx: &ToolContext, c: &str) -> Result<Appointment, ToolError> {
-    ctx.store
+    Bookings(&ctx.store)
         .get_appointment_scoped(&ctx.org.id, c, &scope(ctx))
         .await?
         .ok_or_else(|| booking_error(BookingError::NotFound(c.to_owned())))
@@ -361,8 +359,7 @@ async fn get_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResult {
 async fn cancel_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
     own_appointment(ctx, &c).await?;
-    let appt = ctx
-        .store
+    let appt = Bookings(&ctx.store)
         .cancel_appointment(&ctx.org.id, &c, ctx.now)
         .await
         .map_err(booking_error)?;
@@ -379,8 +376,7 @@ async fn reschedule_appointment(ctx: &ToolContext, a: RescheduleArgs) -> ToolRes
         start,
         (current.end_at - current.start_at).num_minutes(),
     )?;
-    let appt = ctx
-        .store
+    let appt = Bookings(&ctx.store)
         .reschedule_appointment(&ctx.org.id, &c, start, end, ctx.now)
         .await
         .map_err(booking_error)?;

@@ -1,18 +1,17 @@
-//! Persistence behind the built-in tools: appointments (double booking made impossible by the
-//! slot table's primary key), per-user tasks, and the at-most-once record of tool side effects.
+//! The booking skill's tables: appointments and the slot table that makes double booking
+//! impossible (its primary key), with the `appointment.*` webhook events written in the same
+//! transaction as the change.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use serde_json::Value;
-use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::orgs::Page;
-use super::webhooks::record_event;
-use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
-use crate::domain::OrgId;
-use crate::webhooks::EventType;
+use super::{APPOINTMENT_CANCELLED, APPOINTMENT_CREATED, APPOINTMENT_RESCHEDULED};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::{ConversationId, OrgId};
+use crate::store::webhooks::record_event;
+use crate::store::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
 
 /// Granularity of the slot table: an appointment occupies every 5-minute slot it overlaps.
 pub const SLOT_MINUTES: i64 = 5;
@@ -38,7 +37,7 @@ pub struct Appointment {
     #[schema(example = "booked")]
     pub status: String,
     pub end_user: Option<String>,
-    pub conversation_id: Option<Uuid>,
+    pub conversation_id: Option<ConversationId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -58,7 +57,7 @@ pub struct NewAppointment {
     pub customer_email: String,
     pub customer_phone: Option<String>,
     pub end_user: Option<String>,
-    pub conversation_id: Option<Uuid>,
+    pub conversation_id: Option<ConversationId>,
 }
 
 /// Why a booking change failed.
@@ -92,26 +91,13 @@ fn slots(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     out
 }
 
-/// A task as stored.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Task {
-    pub id: Uuid,
-    pub title: String,
-    pub description: Option<String>,
-    pub status: String,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-const TASK_COLUMNS: &str = "id, title, description, status, created_at, completed_at";
-
 /// Whose appointments a chat may act on.
 #[derive(Debug, Clone, Copy)]
 pub enum AppointmentScope<'a> {
     /// An end user (token caller): their own bookings, whichever conversation made them.
     EndUser(&'a str),
     /// An API-key session: bookings made in this conversation.
-    Conversation(Uuid),
+    Conversation(ConversationId),
 }
 
 /// Filters for listing appointments.
@@ -139,7 +125,11 @@ macro_rules! insert_slots {
     }};
 }
 
-impl Store {
+/// The booking skill's queries, on the shared store.
+#[derive(Clone, Copy)]
+pub struct Bookings<'a>(pub &'a Store);
+
+impl Bookings<'_> {
     /// Books an appointment: the row and its slots in one transaction. `SlotTaken` when any
     /// slot is already booked (enforced by the database, so concurrent bookings cannot both win).
     pub async fn create_appointment(
@@ -154,7 +144,7 @@ impl Store {
              customer_name, customer_email, customer_phone, status, end_user, conversation_id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'booked', $11, $12, $13, $13) RETURNING {APPT_COLUMNS}"
         );
-        on_pool!(self, pool => {
+        on_pool!(self.0, pool => {
             let mut tx = pool.begin().await?;
             let appt: Appointment = sqlx::query_as(&sql)
                 .bind(id).bind(org.as_str()).bind(&a.confirmation_number).bind(&a.service_id)
@@ -163,7 +153,7 @@ impl Store {
                 .bind(a.conversation_id).bind(now)
                 .fetch_one(&mut *tx).await?;
             insert_slots!(&mut *tx, org, id, a.start_at, a.end_at)?;
-            record_event!(&mut *tx, org, EventType::AppointmentCreated, &appt, now)?;
+            record_event!(&mut *tx, org, APPOINTMENT_CREATED, &appt, now)?;
             tx.commit().await?;
             Ok(appt)
         })
@@ -186,7 +176,7 @@ impl Store {
             "SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND confirmation_number = $2 \
              AND (end_user = $3 OR conversation_id = $4)"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(confirmation).bind(user).bind(conversation)
             .fetch_optional(pool).await)?)
     }
@@ -199,7 +189,7 @@ impl Store {
         let sql = format!(
             "SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND confirmation_number = $2"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(confirmation)
             .fetch_optional(pool).await)?)
     }
@@ -210,7 +200,7 @@ impl Store {
         id: Uuid,
     ) -> StoreResult<Option<Appointment>> {
         let sql = format!("SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2");
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(id)
             .fetch_optional(pool).await)?)
     }
@@ -220,8 +210,7 @@ impl Store {
         &self,
         org: &OrgId,
         f: &AppointmentFilter<'_>,
-        limit: i64,
-        offset: i64,
+        page: PageRequest,
     ) -> StoreResult<Page<Appointment>> {
         let cond = "org_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR start_at >= $3) \
                     AND ($4 IS NULL OR start_at < $4)";
@@ -229,9 +218,9 @@ impl Store {
             "SELECT {APPT_COLUMNS} FROM appointments WHERE {cond} ORDER BY start_at, id LIMIT $5 OFFSET $6"
         );
         let count = format!("SELECT COUNT(*) FROM appointments WHERE {cond}");
-        let (items, total) = on_pool!(self, pool => {
+        let (items, total) = on_pool!(self.0, pool => {
             let items: Vec<Appointment> = sqlx::query_as(&sql)
-                .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to).bind(limit).bind(offset)
+                .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to).bind(page.limit).bind(page.offset)
                 .fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar(&count)
                 .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to)
@@ -248,7 +237,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<DateTime<Utc>>> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar(
+        Ok(on_pool!(self.0, pool => sqlx::query_scalar(
             "SELECT slot_at FROM appointment_slots WHERE org_id = $1 AND slot_at >= $2 AND slot_at < $3 ORDER BY slot_at")
             .bind(org.as_str()).bind(from).bind(to)
             .fetch_all(pool).await)?)
@@ -265,7 +254,7 @@ impl Store {
             "UPDATE appointments SET status = 'cancelled', updated_at = $3 \
              WHERE org_id = $1 AND confirmation_number = $2 AND status = 'booked' RETURNING {APPT_COLUMNS}"
         );
-        let updated: Option<Appointment> = on_pool!(self, pool => {
+        let updated: Option<Appointment> = on_pool!(self.0, pool => {
             let mut tx = pool.begin().await?;
             let appt: Option<Appointment> = sqlx::query_as(&sql)
                 .bind(org.as_str()).bind(confirmation).bind(now)
@@ -273,7 +262,7 @@ impl Store {
             if let Some(a) = &appt {
                 sqlx::query("DELETE FROM appointment_slots WHERE appointment_id = $1")
                     .bind(a.id).execute(&mut *tx).await?;
-                record_event!(&mut *tx, org, EventType::AppointmentCancelled, a, now)?;
+                record_event!(&mut *tx, org, APPOINTMENT_CANCELLED, a, now)?;
             }
             tx.commit().await?;
             appt
@@ -297,7 +286,7 @@ impl Store {
             "UPDATE appointments SET start_at = $3, end_at = $4, updated_at = $5 \
              WHERE org_id = $1 AND confirmation_number = $2 AND status = 'booked' RETURNING {APPT_COLUMNS}"
         );
-        let result: Result<Option<Appointment>, BookingError> = on_pool!(self, pool => {
+        let result: Result<Option<Appointment>, BookingError> = on_pool!(self.0, pool => {
             let mut tx = pool.begin().await?;
             let appt: Option<Appointment> = sqlx::query_as(&sql)
                 .bind(org.as_str()).bind(confirmation).bind(start_at).bind(end_at).bind(now)
@@ -307,7 +296,7 @@ impl Store {
                     sqlx::query("DELETE FROM appointment_slots WHERE appointment_id = $1")
                         .bind(a.id).execute(&mut *tx).await?;
                     insert_slots!(&mut *tx, org, a.id, start_at, end_at)?;
-                    record_event!(&mut *tx, org, EventType::AppointmentRescheduled, a, now)?;
+                    record_event!(&mut *tx, org, APPOINTMENT_RESCHEDULED, a, now)?;
                     tx.commit().await?;
                     Ok(appt)
                 }
@@ -325,103 +314,6 @@ impl Store {
             Ok(Some(_)) => BookingError::Cancelled(confirmation.to_owned()),
             Ok(None) => BookingError::NotFound(confirmation.to_owned()),
             Err(e) => BookingError::Store(e),
-        }
-    }
-
-    pub async fn add_task(
-        &self,
-        org: &OrgId,
-        owner: &str,
-        title: &str,
-        description: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Task> {
-        let sql = format!(
-            "INSERT INTO tasks (id, org_id, owner, title, description, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING {TASK_COLUMNS}"
-        );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(Uuid::now_v7()).bind(org.as_str()).bind(owner).bind(title).bind(description).bind(now)
-            .fetch_one(pool).await)?)
-    }
-
-    /// An owner's tasks, oldest first; `status` filters when given.
-    pub async fn list_tasks(
-        &self,
-        org: &OrgId,
-        owner: &str,
-        status: Option<&str>,
-    ) -> StoreResult<Vec<Task>> {
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE org_id = $1 AND owner = $2 AND ($3 IS NULL OR status = $3) \
-             ORDER BY created_at, id LIMIT 500"
-        );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(org.as_str()).bind(owner).bind(status)
-            .fetch_all(pool).await)?)
-    }
-
-    /// Changes a task; `None` when the owner has no such task.
-    pub async fn update_task(
-        &self,
-        org: &OrgId,
-        owner: &str,
-        id: Uuid,
-        title: Option<&str>,
-        description: Option<&str>,
-        complete_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<Option<Task>> {
-        let sql = format!(
-            "UPDATE tasks SET title = COALESCE($4, title), description = COALESCE($5, description), \
-             status = CASE WHEN $6 IS NULL THEN status ELSE 'completed' END, \
-             completed_at = COALESCE(completed_at, $6) \
-             WHERE org_id = $1 AND owner = $2 AND id = $3 RETURNING {TASK_COLUMNS}"
-        );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(org.as_str()).bind(owner).bind(id).bind(title).bind(description).bind(complete_at)
-            .fetch_optional(pool).await)?)
-    }
-
-    pub async fn delete_task(&self, org: &OrgId, owner: &str, id: Uuid) -> StoreResult<bool> {
-        let n = on_pool!(self, pool => sqlx::query("DELETE FROM tasks WHERE org_id = $1 AND owner = $2 AND id = $3")
-            .bind(org.as_str()).bind(owner).bind(id)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(n > 0)
-    }
-
-    /// The recorded result of a side-effecting tool call, if it already ran.
-    pub async fn tool_effect(
-        &self,
-        conversation: Uuid,
-        call_id: &str,
-    ) -> StoreResult<Option<Value>> {
-        let row: Option<Json<Value>> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT result FROM tool_effects WHERE conversation_id = $1 AND tool_call_id = $2")
-            .bind(conversation).bind(call_id)
-            .fetch_optional(pool).await)?;
-        Ok(row.map(|j| j.0))
-    }
-
-    /// Records a side-effecting tool call's result. A second record for the same call is a
-    /// `Conflict` (two runs raced; the first one's effect stands).
-    pub async fn record_tool_effect(
-        &self,
-        conversation: Uuid,
-        call_id: &str,
-        tool: &str,
-        result: &Value,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let res = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO tool_effects (conversation_id, tool_call_id, tool_name, result, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(conversation).bind(call_id).bind(tool).bind(Json(result)).bind(now)
-            .execute(pool).await.map(|r| r.rows_affected()));
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "tool call {call_id} already ran"
-            ))),
-            Err(e) => Err(e.into()),
         }
     }
 }

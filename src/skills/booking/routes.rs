@@ -1,19 +1,20 @@
-//! Appointments, for plugins to show bookings: `GET /api/v1/appointments` and `/{id}`.
-//! API-key callers only (an end user's bookings are the business's records).
+//! The booking skill's routes, for plugins to show bookings: `GET /api/v1/appointments` and
+//! `/{id}`. API-key callers only (an end user's bookings are the business's records).
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::PageParams;
-use super::extract::Query;
-use crate::app::AppState;
+use super::store::{Appointment, AppointmentFilter, Bookings};
 use crate::auth::Principal;
-use crate::error::{ApiError, Problem};
-use crate::store::tools::{Appointment, AppointmentFilter};
+use crate::domain::page::PageRequest;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::Query;
+use crate::http::page::Paged;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,17 +38,10 @@ pub struct AppointmentQuery {
 }
 
 /// A page of appointments, by start time.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AppointmentPage {
-    pub items: Vec<Appointment>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
+pub type AppointmentPage = Paged<Appointment>;
 
 fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
-    p.require_api_key("Appointments")
+    Ok(p.require_api_key("Appointments")?)
 }
 
 /// List the organisation's appointments by start time.
@@ -60,11 +54,7 @@ async fn list_appointments(
     Query(q): Query<AppointmentQuery>,
 ) -> Result<axum::Json<AppointmentPage>, ApiError> {
     key_callers_only(&principal)?;
-    let (limit, offset) = PageParams {
-        limit: q.limit,
-        offset: q.offset,
-    }
-    .resolve()?;
+    let req = PageRequest::new(q.limit, q.offset).map_err(ApiError::Validation)?;
     if q.status
         .as_deref()
         .is_some_and(|s| s != "booked" && s != "cancelled")
@@ -79,18 +69,10 @@ async fn list_appointments(
         from: q.from,
         to: q.to,
     };
-    let page = state
-        .store
-        .list_appointments(principal.org_id(), &filter, limit, offset)
+    let page = Bookings(&state.store)
+        .list_appointments(principal.org_id(), &filter, req)
         .await?;
-    let has_more = offset + (page.items.len() as i64) < page.total;
-    Ok(axum::Json(AppointmentPage {
-        items: page.items,
-        total: page.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    Ok(axum::Json(Paged::of(page, req, |a| a)))
 }
 
 /// Get an appointment by id or confirmation number (`APPT-…`).
@@ -108,14 +90,12 @@ async fn get_appointment(
     key_callers_only(&principal)?;
     let found = match uuid::Uuid::try_parse(&id) {
         Ok(uuid) => {
-            state
-                .store
+            Bookings(&state.store)
                 .get_appointment_by_id(principal.org_id(), uuid)
                 .await?
         }
         Err(_) => {
-            state
-                .store
+            Bookings(&state.store)
                 .get_appointment(principal.org_id(), &id.to_ascii_uppercase())
                 .await?
         }

@@ -6,9 +6,8 @@
 //! repeated call (a retried turn) gets the recorded result. The key is the tool-call id, or,
 //! for a turn sent with an Idempotency-Key, the key plus the call's place in the turn — an LLM
 //! gives a retried turn new call ids, but the same key and place mean the same action.
-
-pub mod booking;
-pub mod tasks;
+//!
+//! The registry is filled by the skills (`agent::skill`); it is the only list of tool names.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,11 +18,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::agent::model::{ToolCall, ToolSpec};
-use crate::domain::EndUserId;
-use crate::orgs::Org;
+use crate::domain::chat::{ToolCall, ToolSpec};
+use crate::domain::{ConversationId, EndUserId, Org};
 use crate::store::Store;
 
 /// What a tool may know about the call. Owned (cheap clones), so a call can run as a task of
@@ -33,18 +30,8 @@ pub struct ToolContext {
     pub store: Store,
     pub org: Arc<Org>,
     pub end_user: Option<EndUserId>,
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub now: DateTime<Utc>,
-}
-
-impl ToolContext {
-    /// Whose tasks these are: the end user's, or the session's for API-key callers.
-    pub fn owner(&self) -> String {
-        match &self.end_user {
-            Some(u) => u.as_str().to_owned(),
-            None => format!("session:{}", self.conversation_id),
-        }
-    }
 }
 
 /// A failure the model gets to read.
@@ -60,8 +47,8 @@ impl ToolError {
 
 impl From<crate::store::StoreError> for ToolError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::warn!(error = %crate::error::cause_chain(&e), "tool storage failure");
-        Self("the booking system is unavailable right now; please try again".to_owned())
+        tracing::warn!(error = %crate::telemetry::cause_chain(&e), "tool storage failure");
+        Self("this service is unavailable right now; please try again".to_owned())
     }
 }
 
@@ -106,26 +93,37 @@ pub fn schema_of<A: schemars::JsonSchema>() -> Value {
 /// How long one tool call may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Every built-in tool, by name.
-#[derive(Clone)]
-pub struct ToolRegistry {
-    tools: Arc<HashMap<&'static str, Arc<dyn Tool>>>,
+/// One registered tool with its spec, built once (JSON schemas are not cheap to derive).
+struct Registered {
+    tool: Arc<dyn Tool>,
+    spec: ToolSpec,
 }
 
-impl Default for ToolRegistry {
-    fn default() -> Self {
-        Self::builtin()
-    }
+/// Every registered tool, by name; cheap to clone.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: Arc<HashMap<&'static str, Registered>>,
 }
 
 impl ToolRegistry {
-    pub fn builtin() -> Self {
-        let list: Vec<Arc<dyn Tool>> = booking::tools().into_iter().chain(tasks::tools()).collect();
+    /// A registry of `tools`. A name registered twice is a programming error the registry
+    /// refuses (the later one is dropped, and the skill tests catch it).
+    pub fn new(tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        let mut map = HashMap::new();
+        for tool in tools {
+            let spec = ToolSpec {
+                name: tool.name().to_owned(),
+                description: tool.description().to_owned(),
+                parameters: tool.parameters(),
+            };
+            map.entry(tool.name()).or_insert(Registered { tool, spec });
+        }
         Self {
-            tools: Arc::new(list.into_iter().map(|t| (t.name(), t)).collect()),
+            tools: Arc::new(map),
         }
     }
 
+    /// Every tool name, sorted.
     pub fn names(&self) -> Vec<&'static str> {
         let mut n: Vec<_> = self.tools.keys().copied().collect();
         n.sort_unstable();
@@ -137,11 +135,7 @@ impl ToolRegistry {
         enabled
             .iter()
             .filter_map(|n| self.tools.get(n.as_str()))
-            .map(|t| ToolSpec {
-                name: t.name().to_owned(),
-                description: t.description().to_owned(),
-                parameters: t.parameters(),
-            })
+            .map(|r| r.spec.clone())
             .collect()
     }
 
@@ -164,6 +158,7 @@ impl ToolRegistry {
             .tools
             .get(call.name.as_str())
             .filter(|_| enabled)
+            .map(|r| &r.tool)
             .ok_or_else(|| {
                 ToolError(format!(
                     "unknown tool {:?}; use one of the tools offered",
@@ -256,20 +251,25 @@ pub(crate) use define_tool;
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_registry_offers_exactly_the_tools_orgs_can_enable() {
-        let mut known: Vec<&str> = crate::orgs::KNOWN_TOOLS.to_vec();
-        known.sort_unstable();
-        assert_eq!(ToolRegistry::builtin().names(), known);
+    #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+    struct EchoArgs {
+        /// Anything.
+        text: String,
     }
 
+    async fn echo(_ctx: &ToolContext, a: EchoArgs) -> ToolResult {
+        Ok(json!({ "echo": a.text }))
+    }
+
+    define_tool!(Echo, "echo", side_effect: false, EchoArgs, echo, "Echo the text.");
+
     #[test]
-    fn every_tool_has_an_object_schema_and_a_description() {
-        let reg = ToolRegistry::builtin();
-        let all: Vec<String> = reg.names().iter().map(|s| (*s).to_owned()).collect();
-        for spec in reg.specs(&all) {
-            assert_eq!(spec.parameters["type"], "object", "{}", spec.name);
-            assert!(!spec.description.is_empty());
-        }
+    fn specs_follow_the_enabled_order_and_skip_unknown_names() {
+        let reg = ToolRegistry::new([Arc::new(Echo) as Arc<dyn Tool>]);
+        assert_eq!(reg.names(), ["echo"]);
+        let specs = reg.specs(&["nope".to_owned(), "echo".to_owned()]);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].parameters["type"], "object");
+        assert_eq!(specs[0].parameters["required"][0], "text");
     }
 }

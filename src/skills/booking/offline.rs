@@ -1,0 +1,997 @@
+//! How the offline model books, moves, cancels and looks up appointments: slot filling for
+//! service, time and contact details, then an explicit yes before `create_appointment`.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use serde_json::{Value, json};
+
+use super::nlu::{self as booking_nlu, Contact, Request};
+use super::state::{BookingState, Stage};
+use crate::agent::offline::nlu;
+use crate::agent::offline::{Action, OfflineSkill, ToolOutput, Turn, day, join, reply, when};
+use crate::domain::Service;
+
+const START_FORMAT: &str = "%Y-%m-%dT%H:%M";
+
+// Our own questions, recognised when the user answers them with just a confirmation number.
+// The state has no slot for "what did I just ask", and the wording is ours to keep stable.
+const ASK_CANCEL_NUMBER: &str = "Which appointment should I cancel? Please tell me its confirmation number (it looks like APPT-XXXXXX).";
+const ASK_RESCHEDULE_NUMBER: &str = "Which appointment should I move? Please tell me its confirmation number (it looks like APPT-XXXXXX).";
+const ASK_WHAT_TO_CHANGE: &str = "No problem. What would you like to change: the service, the date and time, or your contact details?";
+const ASK_SHOW_NUMBER: &str =
+    "Please tell me the confirmation number of your appointment (it looks like APPT-XXXXXX).";
+
+const TOOLS: [&str; 6] = [
+    "list_services",
+    "check_availability",
+    "create_appointment",
+    "get_appointment",
+    "cancel_appointment",
+    "reschedule_appointment",
+];
+
+/// The booking skill's understanding, for the offline model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BookingOffline;
+
+impl OfflineSkill for BookingOffline {
+    fn owns_tool(&self, tool: &str) -> bool {
+        TOOLS.contains(&tool)
+    }
+
+    fn request(&self, turn: &mut Turn<'_>) -> Option<Action> {
+        let mut flow = Flow::open(turn);
+        let action = flow.request()?;
+        Some(flow.close(action))
+    }
+
+    fn converse(&self, turn: &mut Turn<'_>) -> Option<Action> {
+        let mut flow = Flow::open(turn);
+        let said = flow.said();
+        let action = flow.converse(said)?;
+        Some(flow.close(action))
+    }
+
+    fn follow_up(&self, turn: &mut Turn<'_>, last: &ToolOutput, earlier: &[ToolOutput]) -> Action {
+        let mut flow = Flow::open(turn);
+        let action = flow.follow_up(last, earlier);
+        flow.close(action)
+    }
+
+    fn capabilities(&self, turn: &Turn<'_>) -> Vec<String> {
+        [
+            ("create_appointment", "book an appointment"),
+            ("reschedule_appointment", "reschedule one"),
+            ("cancel_appointment", "cancel one"),
+            ("get_appointment", "look one up by its confirmation number"),
+        ]
+        .into_iter()
+        .filter(|(tool, _)| turn.has_tool(tool))
+        .map(|(_, can)| can.to_owned())
+        .collect()
+    }
+
+    fn help_detail(&self, turn: &Turn<'_>) -> Option<String> {
+        (turn.has_tool("create_appointment") && !turn.services().is_empty())
+            .then(|| format!("We offer {}.", service_names(turn.services(), "and")))
+    }
+
+    fn pending_question(&self, turn: &Turn<'_>) -> Option<String> {
+        let (stage, st) = BookingState::load(&turn.state);
+        if !stage.in_flow() {
+            return None;
+        }
+        // A read-only look: the flow is built on a copy of the turn's view.
+        let flow = FlowView {
+            turn,
+            stage,
+            st: &st,
+        };
+        Some(flow.current_question())
+    }
+}
+
+/// What a message says to the booking flow when it carries no details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    Confirm,
+    Deny,
+    Book,
+    Greeting,
+    Other,
+}
+
+/// The booking flow during one step: the turn, and the flow's stage and state, written back
+/// by [`Flow::close`].
+struct Flow<'t, 'a> {
+    turn: &'t mut Turn<'a>,
+    stage: Stage,
+    st: BookingState,
+}
+
+/// A read-only view of the flow, for the question it waits on.
+struct FlowView<'t, 'a> {
+    turn: &'t Turn<'a>,
+    stage: Stage,
+    st: &'t BookingState,
+}
+
+impl<'t, 'a> Flow<'t, 'a> {
+    fn open(turn: &'t mut Turn<'a>) -> Self {
+        let (stage, st) = BookingState::load(&turn.state);
+        Self { turn, stage, st }
+    }
+
+    fn close(self, action: Action) -> Action {
+        self.st.save(self.stage, &mut self.turn.state);
+        action
+    }
+
+    fn view(&self) -> FlowView<'_, 'a> {
+        FlowView {
+            turn: self.turn,
+            stage: self.stage,
+            st: &self.st,
+        }
+    }
+
+    fn said(&self) -> Said {
+        let text = self.turn.text;
+        match nlu::yes_no(text) {
+            Some(nlu::Act::Confirm) => return Said::Confirm,
+            Some(nlu::Act::Deny) => return Said::Deny,
+            _ => {}
+        }
+        if booking_nlu::wants_booking(text) {
+            return Said::Book;
+        }
+        match nlu::act(text) {
+            nlu::Act::Confirm => Said::Confirm,
+            nlu::Act::Deny => Said::Deny,
+            nlu::Act::Greeting => Said::Greeting,
+            nlu::Act::Other => Said::Other,
+        }
+    }
+
+    /// Requests about appointments, and a confirmation number given in answer to our question.
+    fn request(&mut self) -> Option<Action> {
+        let number = booking_nlu::confirmation_number(self.turn.text);
+        let asked = self.turn.previous_reply();
+        if let Some(number) = &number {
+            if asked == ASK_CANCEL_NUMBER {
+                return Some(self.cancel(Some(number.clone())));
+            }
+            if asked == ASK_RESCHEDULE_NUMBER {
+                return Some(self.reschedule(Some(number.clone())));
+            }
+        }
+        Some(match booking_nlu::request(self.turn.text)? {
+            Request::Cancel { confirmation } => self.cancel_intent(confirmation),
+            Request::Reschedule { confirmation } => {
+                // "Can I reschedule to 4pm?" while still booking changes the draft.
+                if confirmation.is_none() && self.in_booking_flow() {
+                    return self.converse(Said::Other);
+                }
+                let number = confirmation.or_else(|| self.st.last_confirmation.clone());
+                self.reschedule(number)
+            }
+            Request::Show { confirmation } => self.show_appointment(confirmation),
+            Request::ListServices => self.list_services(),
+        })
+    }
+
+    fn follow_up(&mut self, out: &ToolOutput, earlier: &[ToolOutput]) -> Action {
+        match out.name.as_str() {
+            "check_availability" => self.after_availability(out, earlier),
+            "create_appointment" => self.after_create(out),
+            "cancel_appointment" => self.after_cancel(out),
+            "reschedule_appointment" => self.after_reschedule(out),
+            "get_appointment" => self.after_get(out),
+            _ => after_list_services(out),
+        }
+    }
+
+    fn current_question(&self) -> String {
+        self.view().current_question()
+    }
+
+    fn ask_service(&self) -> String {
+        self.view().ask_service()
+    }
+
+    fn ask_contact(&self, first_time: bool) -> String {
+        self.view().ask_contact(first_time)
+    }
+
+    fn summary(&self) -> String {
+        self.view().summary()
+    }
+
+    fn service_name(&self, id: Option<&str>) -> String {
+        self.view().service_name(id)
+    }
+
+    fn missing_contact(&self) -> Vec<&'static str> {
+        self.view().missing_contact()
+    }
+
+    fn last_checked_date(&self) -> Option<NaiveDate> {
+        self.turn
+            .messages()
+            .iter()
+            .rev()
+            .flat_map(|m| m.tool_calls.iter().rev())
+            .filter(|c| c.name == "check_availability")
+            .find_map(|c| {
+                let args: Value = serde_json::from_str(&c.arguments).ok()?;
+                NaiveDate::parse_from_str(args.get("date")?.as_str()?, "%Y-%m-%d").ok()
+            })
+    }
+
+    fn in_booking_flow(&self) -> bool {
+        self.stage.in_flow()
+    }
+
+    fn rescheduling(&self) -> Option<String> {
+        if self.stage == Stage::CollectDatetime {
+            self.st.draft.reschedule_of.clone()
+        } else {
+            None
+        }
+    }
+
+    fn converse(&mut self, said: Said) -> Option<Action> {
+        let stage = self.stage;
+        let contact = if matches!(stage, Stage::CollectContact | Stage::Confirm)
+            || self.turn.text.contains('@')
+        {
+            booking_nlu::parse_contact(self.turn.text)
+        } else {
+            Contact::default()
+        };
+        // An email like "jo@extended-care.com" must not pick a service, nor a phone number a
+        // time, so they are taken out before looking for those.
+        let mut rest = self.turn.text.to_owned();
+        for part in [&contact.email, &contact.phone].into_iter().flatten() {
+            rest = rest.replacen(part.as_str(), " ", 1);
+        }
+        let service = booking_nlu::match_service(&rest, self.turn.services());
+        let date = nlu::parse_date(&rest, self.turn.now(), self.turn.time_zone());
+        let time = nlu::parse_time(&rest);
+
+        if let Some(number) = self.rescheduling() {
+            return Some(self.reschedule_when(number, date, time, said));
+        }
+        if service.is_none() && date.is_none() && time.is_none() && contact.is_empty() {
+            return self.converse_without_details(said);
+        }
+        if !self.turn.has_tool("create_appointment") {
+            return Some(reply("Sorry, I can't book appointments here."));
+        }
+        if !self.in_booking_flow() {
+            self.start_new_booking();
+        }
+
+        let booking_start = self.st.draft.start.as_deref().and_then(parse_start);
+        let start_verified =
+            matches!(stage, Stage::CollectContact | Stage::Confirm) && booking_start.is_some();
+        let mut ack = String::new();
+        let mut service_changed = false;
+        if let Some(service) = service {
+            if self.st.draft.service_id.as_deref() != Some(service.id.as_str()) {
+                self.st.draft.service_id = Some(service.id.clone());
+                service_changed = true;
+                ack.push_str(&format!("{} it is. ", service.name));
+            }
+        }
+        if let Some(name) = contact.name {
+            ack.push_str(&format!("Thanks, {name}. "));
+            self.st.draft.name = Some(name);
+        }
+        if let Some(email) = contact.email {
+            self.st.draft.email = Some(email);
+        }
+        if let Some(phone) = contact.phone {
+            self.st.draft.phone = Some(phone);
+        }
+
+        let requested = match (date, time) {
+            (Some(d), Some(t)) => Some((d, Some(t))),
+            // A new day keeps the time already chosen ("actually, make it Friday").
+            (Some(d), None) => Some((
+                d,
+                booking_start
+                    .map(|s| s.time())
+                    .or_else(|| self.turn.time_hint()),
+            )),
+            (None, Some(t)) => booking_start
+                .map(|s| s.date())
+                .or_else(|| self.last_checked_date())
+                .or_else(|| self.turn.date_hint())
+                .map(|d| (d, Some(t))),
+            (None, None) => None,
+        };
+
+        let Some(service_id) = self.st.draft.service_id.clone() else {
+            // Keep a full date and time to check once the service is known.
+            if let Some((d, Some(t))) = requested {
+                self.st.draft.start = Some(format_start(NaiveDateTime::new(d, t)));
+                ack.push_str(&format!("Noted: {}. ", when(NaiveDateTime::new(d, t))));
+            }
+            self.stage = Stage::CollectService;
+            return Some(reply(format!("{ack}{}", self.ask_service())));
+        };
+        Some(match requested {
+            Some((d, t)) => self.check_slot(&service_id, d, t, ack),
+            None if time.is_some() => {
+                self.stage = Stage::CollectDatetime;
+                let t = time
+                    .map(|t| t.format("%H:%M").to_string())
+                    .unwrap_or_default();
+                reply(format!("{ack}Which day would you like to come at {t}?"))
+            }
+            None if start_verified && !service_changed => self.contact_step(ack),
+            None => match booking_start {
+                // A time noted before the service was known, or one to re-check because a
+                // different service may not fit it.
+                Some(start) => self.check_slot(&service_id, start.date(), Some(start.time()), ack),
+                None => {
+                    self.stage = Stage::CollectDatetime;
+                    reply(format!("{ack}{}", self.current_question()))
+                }
+            },
+        })
+    }
+
+    fn start_new_booking(&mut self) {
+        let booking = &mut self.st.draft;
+        booking.service_id = None;
+        booking.start = None;
+        booking.reschedule_of = None;
+        // Name, email and phone stay: the same customer booking again need not repeat them,
+        // and the summary shows them before anything is booked.
+    }
+
+    /// A message without booking details: yes, no, "book", or nothing for this skill (`None`:
+    /// the core answers help, greetings and thanks, with our question when a flow waits).
+    fn converse_without_details(&mut self, said: Said) -> Option<Action> {
+        let stage = self.stage;
+        if nlu::asks_for_help(self.turn.text) {
+            return None;
+        }
+        Some(match said {
+            Said::Confirm if stage == Stage::Confirm => self.book(),
+            // A second "no" after we asked what to change: they don't want it after all.
+            Said::Deny
+                if stage == Stage::Confirm && self.turn.previous_reply() == ASK_WHAT_TO_CHANGE =>
+            {
+                self.stage = Stage::Idle;
+                self.start_new_booking();
+                reply("All right, I won't book it. Is there anything else I can help with?")
+            }
+            Said::Deny if stage == Stage::Confirm => reply(ASK_WHAT_TO_CHANGE),
+            Said::Deny if self.in_booking_flow() => {
+                self.stage = Stage::Idle;
+                self.start_new_booking();
+                reply(
+                    "All right, I've stopped the booking. Is there anything else I can help with?",
+                )
+            }
+            Said::Book if !self.in_booking_flow() => {
+                let hello = if nlu::starts_with_greeting(self.turn.text) {
+                    "Hello! "
+                } else {
+                    ""
+                };
+                if !self.turn.has_tool("create_appointment") {
+                    return Some(reply(format!(
+                        "{hello}Sorry, I can't book appointments here. {}",
+                        self.turn.help()
+                    )));
+                }
+                self.stage = Stage::CollectService;
+                self.start_new_booking();
+                reply(format!(
+                    "{hello}I'd be happy to help you book an appointment. {}",
+                    self.ask_service()
+                ))
+            }
+            Said::Book => reply(format!("Sure. {}", self.current_question())),
+            Said::Confirm if stage == Stage::Complete => {
+                reply("Great, you're all set. Is there anything else I can help with?")
+            }
+            _ => return None,
+        })
+    }
+
+    /// Asks the availability tool about a day (and time); the answer comes back next step.
+    fn check_slot(
+        &mut self,
+        service_id: &str,
+        date: NaiveDate,
+        time: Option<NaiveTime>,
+        ack: String,
+    ) -> Action {
+        let now = self.turn.now_local();
+        let past = match time {
+            Some(t) => NaiveDateTime::new(date, t) <= now,
+            None => date < now.date(),
+        };
+        if past {
+            self.stage = Stage::CollectDatetime;
+            self.st.draft.start = None;
+            let said = time.map_or_else(|| day(date), |t| when(NaiveDateTime::new(date, t)));
+            return reply(format!(
+                "{ack}{said} is already in the past. When else would you like to come?"
+            ));
+        }
+        if !self.turn.has_tool("check_availability") {
+            // Nothing to check with; the booking tool itself refuses a taken slot.
+            return match time {
+                Some(t) => {
+                    let start = NaiveDateTime::new(date, t);
+                    self.st.draft.start = Some(format_start(start));
+                    self.contact_step(format!("{ack}Noted: {}. ", when(start)))
+                }
+                None => {
+                    self.stage = Stage::CollectDatetime;
+                    reply(format!("{ack}What time on {} would you like?", day(date)))
+                }
+            };
+        }
+        let mut arguments = json!({
+            "service_id": service_id,
+            "date": date.format("%Y-%m-%d").to_string(),
+        });
+        if let (Some(t), Value::Object(map)) = (time, &mut arguments) {
+            map.insert("time".into(), Value::String(t.format("%H:%M").to_string()));
+        }
+        Action::Call {
+            tool: "check_availability",
+            arguments,
+        }
+    }
+
+    /// With service and time settled: ask for missing contact details or sum up.
+    fn contact_step(&mut self, ack: String) -> Action {
+        if self.missing_contact().is_empty() {
+            self.stage = Stage::Confirm;
+            return reply(format!("{ack}{}", self.summary()));
+        }
+        let first_time = self.stage != Stage::CollectContact;
+        self.stage = Stage::CollectContact;
+        reply(format!("{ack}{}", self.ask_contact(first_time)))
+    }
+
+    fn book(&mut self) -> Action {
+        if !self.turn.has_tool("create_appointment") {
+            return reply("Sorry, I can't book appointments here.");
+        }
+        let booking = &self.st.draft;
+        let (Some(service_id), Some(start), Some(name), Some(email)) = (
+            booking.service_id.clone(),
+            booking.start.clone(),
+            booking.name.clone(),
+            booking.email.clone(),
+        ) else {
+            // Should not happen at CONFIRM; ask for whatever is missing rather than guess.
+            self.stage = if booking.service_id.is_none() {
+                Stage::CollectService
+            } else if booking.start.is_none() {
+                Stage::CollectDatetime
+            } else {
+                Stage::CollectContact
+            };
+            return reply(self.current_question());
+        };
+        let mut arguments = json!({
+            "service_id": service_id,
+            "start": start,
+            "customer_name": name,
+            "customer_email": email,
+        });
+        if let (Some(phone), Value::Object(map)) = (booking.phone.clone(), &mut arguments) {
+            map.insert("customer_phone".into(), Value::String(phone));
+        }
+        Action::Call {
+            tool: "create_appointment",
+            arguments,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Appointments
+    // -----------------------------------------------------------------------------------------
+
+    fn cancel_intent(&mut self, confirmation: Option<String>) -> Action {
+        if confirmation.is_some() {
+            return self.cancel(confirmation);
+        }
+        if let Some(number) = self.rescheduling() {
+            self.stage = Stage::Idle;
+            self.st.draft.reschedule_of = None;
+            return reply(format!(
+                "OK, I'll leave {number} as it is. Is there anything else I can help with?"
+            ));
+        }
+        if self.in_booking_flow() {
+            // "Cancel" half-way through a booking drops the draft; nothing was booked yet.
+            self.stage = Stage::Idle;
+            self.start_new_booking();
+            return reply(
+                "All right, I won't book anything. Is there anything else I can help with?",
+            );
+        }
+        let number = self.st.last_confirmation.clone();
+        self.cancel(number)
+    }
+
+    fn cancel(&mut self, number: Option<String>) -> Action {
+        if !self.turn.has_tool("cancel_appointment") {
+            return reply("Sorry, I can't cancel appointments here.");
+        }
+        match number {
+            Some(number) => Action::Call {
+                tool: "cancel_appointment",
+                arguments: json!({ "confirmation_number": number }),
+            },
+            None => reply(ASK_CANCEL_NUMBER),
+        }
+    }
+
+    fn reschedule(&mut self, number: Option<String>) -> Action {
+        if !self.turn.has_tool("reschedule_appointment") {
+            return reply("Sorry, I can't reschedule appointments here.");
+        }
+        let Some(number) = number else {
+            return reply(ASK_RESCHEDULE_NUMBER);
+        };
+        let date = nlu::parse_date(self.turn.text, self.turn.now(), self.turn.time_zone());
+        let time = nlu::parse_time(self.turn.text);
+        self.st.draft.reschedule_of = Some(number.clone());
+        self.stage = Stage::CollectDatetime;
+        self.reschedule_when(number, date, time, Said::Other)
+    }
+
+    /// The new time for an appointment being moved, possibly given in two messages.
+    fn reschedule_when(
+        &mut self,
+        number: String,
+        date: Option<NaiveDate>,
+        time: Option<NaiveTime>,
+        said: Said,
+    ) -> Action {
+        let date = date.or_else(|| time.and_then(|_| self.turn.date_hint()));
+        let time = time.or_else(|| date.and_then(|_| self.turn.time_hint()));
+        match (date, time) {
+            (Some(d), Some(t)) => {
+                let start = NaiveDateTime::new(d, t);
+                if start <= self.turn.now_local() {
+                    return reply(format!(
+                        "{} is already in the past. When would you like to move {number} to?",
+                        when(start)
+                    ));
+                }
+                Action::Call {
+                    tool: "reschedule_appointment",
+                    arguments: json!({ "confirmation_number": number, "start": format_start(start) }),
+                }
+            }
+            (Some(d), None) => reply(format!("At what time on {}?", day(d))),
+            (None, Some(t)) => reply(format!(
+                "Which day would you like to move {number} to, at {}?",
+                t.format("%H:%M")
+            )),
+            (None, None) if said == Said::Deny => {
+                self.stage = Stage::Idle;
+                self.st.draft.reschedule_of = None;
+                reply(format!(
+                    "OK, I'll leave {number} as it is. Is there anything else I can help with?"
+                ))
+            }
+            (None, None) => reply(format!(
+                "When would you like to move {number} to? For example \"Friday at 3pm\"."
+            )),
+        }
+    }
+
+    fn show_appointment(&mut self, confirmation: Option<String>) -> Action {
+        if !self.turn.has_tool("get_appointment") {
+            return reply("Sorry, I can't look up appointments here.");
+        }
+        match confirmation.or_else(|| self.st.last_confirmation.clone()) {
+            Some(number) => Action::Call {
+                tool: "get_appointment",
+                arguments: json!({ "confirmation_number": number }),
+            },
+            None => reply(ASK_SHOW_NUMBER),
+        }
+    }
+
+    fn list_services(&mut self) -> Action {
+        if self.turn.services().is_empty() {
+            if self.turn.has_tool("list_services") {
+                return Action::Call {
+                    tool: "list_services",
+                    arguments: json!({}),
+                };
+            }
+            return reply("Sorry, I don't have a list of services here.");
+        }
+        let described: Vec<String> = self.turn.services().iter().map(describe_service).collect();
+        if matches!(self.stage, Stage::Idle | Stage::Complete)
+            && self.turn.has_tool("create_appointment")
+        {
+            self.stage = Stage::CollectService;
+            self.start_new_booking();
+        }
+        reply(format!(
+            "We offer {}. Which one would you like to book?",
+            join(&described, "and")
+        ))
+    }
+
+    fn after_availability(&mut self, out: &ToolOutput, earlier: &[ToolOutput]) -> Action {
+        let mut prefix = String::new();
+        // After a failed booking we checked the whole day; offer times near the one lost.
+        let lost = earlier
+            .iter()
+            .filter(|e| e.name == "create_appointment" && e.error().is_some())
+            .find_map(|e| e.arguments.get("start")?.as_str().and_then(parse_start));
+        if lost.is_some() {
+            prefix.push_str("Sorry, that time has just been taken. ");
+        }
+        self.stage = Stage::CollectDatetime;
+        if let Some(error) = out.error() {
+            self.st.draft.start = None;
+            return reply(format!(
+                "{prefix}Sorry, I couldn't check availability ({error}). Could you give me another date or time?"
+            ));
+        }
+        let date = out
+            .str("date")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .or_else(|| out.arguments.get("date")?.as_str()?.parse().ok());
+        let Some(date) = date else {
+            return reply(format!("{prefix}{}", self.current_question()));
+        };
+        let time = out
+            .str("time")
+            .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok());
+        let slots: Vec<NaiveTime> = out
+            .value
+            .get("slots")
+            .and_then(Value::as_array)
+            .map(|slots| {
+                slots
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|s| NaiveTime::parse_from_str(s, "%H:%M").ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let available = out.value.get("available").and_then(Value::as_bool);
+        if let (Some(true), Some(t)) = (available, time) {
+            let start = NaiveDateTime::new(date, t);
+            self.st.draft.start = Some(format_start(start));
+            if self.st.draft.service_id.is_none() {
+                self.st.draft.service_id = out.str("service_id").map(str::to_owned);
+            }
+            let service = self.service_name(self.st.draft.service_id.as_deref());
+            return self.contact_step(format!(
+                "{prefix}Good news: {} is available for your {service}. ",
+                when(start)
+            ));
+        }
+        self.st.draft.start = None;
+        if slots.is_empty() {
+            return reply(format!(
+                "{prefix}Sorry, there are no free times on {}. Which other day would suit you?",
+                day(date)
+            ));
+        }
+        match time.or(lost.map(|l| l.time())) {
+            Some(t) => {
+                let offered = nearest(&slots, t, 3);
+                if time.is_none() {
+                    return reply(format!(
+                        "{prefix}I could offer {} on {}, or another day if you prefer. Which would you like?",
+                        join(&offered, "or"),
+                        day(date)
+                    ));
+                }
+                reply(format!(
+                    "{prefix}Sorry, {} on {} is not available. I could offer {} that day. Which would you like, or would another day suit you better?",
+                    t.format("%H:%M"),
+                    day(date),
+                    join(&offered, "or")
+                ))
+            }
+            None => {
+                let shown: Vec<String> = slots
+                    .iter()
+                    .take(6)
+                    .map(|s| s.format("%H:%M").to_string())
+                    .collect();
+                let more = if slots.len() > shown.len() {
+                    " (and later)"
+                } else {
+                    ""
+                };
+                reply(format!(
+                    "{prefix}On {} I have {}{more} free. Which time would you like?",
+                    day(date),
+                    join(&shown, "and")
+                ))
+            }
+        }
+    }
+
+    fn after_create(&mut self, out: &ToolOutput) -> Action {
+        if let Some(error) = out.error() {
+            self.stage = Stage::CollectDatetime;
+            let taken = self.st.draft.start.take().as_deref().and_then(parse_start);
+            // Offer other times on the same day rather than leave the customer guessing.
+            if let (Some(taken), Some(service_id)) = (taken, self.st.draft.service_id.clone()) {
+                if self.turn.has_tool("check_availability") {
+                    return Action::Call {
+                        tool: "check_availability",
+                        arguments: json!({
+                            "service_id": service_id,
+                            "date": taken.date().format("%Y-%m-%d").to_string(),
+                        }),
+                    };
+                }
+            }
+            return reply(format!(
+                "Sorry, I couldn't book that ({error}). Which other time would suit you?"
+            ));
+        }
+        let Some(number) = out.str("confirmation_number").map(str::to_owned) else {
+            return reply(
+                "Sorry, the booking system gave an answer I couldn't read. Please try again.",
+            );
+        };
+        self.stage = Stage::Complete;
+        self.st.last_confirmation = Some(number.clone());
+        self.start_new_booking();
+        let email = out
+            .str("customer_email")
+            .map(|e| format!(" We'll use {e} if we need to reach you."))
+            .unwrap_or_default();
+        reply(format!(
+            "Your appointment is booked. Confirmation number: {number}. {}.{email} Is there anything else I can help with?",
+            describe_appointment(out)
+        ))
+    }
+
+    fn number_of(&self, out: &ToolOutput) -> String {
+        out.str("confirmation_number")
+            .or_else(|| out.arguments.get("confirmation_number")?.as_str())
+            .map_or_else(|| "your appointment".to_owned(), str::to_owned)
+    }
+
+    fn after_cancel(&mut self, out: &ToolOutput) -> Action {
+        let number = self.number_of(out);
+        if let Some(error) = out.error() {
+            return reply(format!("Sorry, I couldn't cancel {number}: {error}."));
+        }
+        self.stage = Stage::Complete;
+        self.st.last_confirmation = Some(number.clone());
+        reply(format!(
+            "Your appointment {number} ({}) has been cancelled. Is there anything else I can help with?",
+            describe_appointment(out)
+        ))
+    }
+
+    fn after_reschedule(&mut self, out: &ToolOutput) -> Action {
+        let number = self.number_of(out);
+        if let Some(error) = out.error() {
+            if error.to_lowercase().contains("not found") {
+                self.stage = Stage::Idle;
+                self.st.draft.reschedule_of = None;
+                return reply(format!(
+                    "Sorry, I couldn't find {number} ({error}). Please check the confirmation number."
+                ));
+            }
+            self.stage = Stage::CollectDatetime;
+            self.st.draft.reschedule_of = Some(number.clone());
+            return reply(format!(
+                "Sorry, I couldn't move {number} to that time ({error}). Which other time would suit you?"
+            ));
+        }
+        self.stage = Stage::Complete;
+        self.st.draft.reschedule_of = None;
+        self.st.last_confirmation = Some(number.clone());
+        reply(format!(
+            "Done: {number} is now {}. Is there anything else I can help with?",
+            describe_appointment(out)
+        ))
+    }
+
+    fn after_get(&mut self, out: &ToolOutput) -> Action {
+        let number = self.number_of(out);
+        if let Some(error) = out.error() {
+            return reply(format!("Sorry, I couldn't find {number}: {error}."));
+        }
+        self.st.last_confirmation = Some(number.clone());
+        let status = out.str("status").unwrap_or("booked");
+        let customer = out
+            .str("customer_name")
+            .map(|n| format!(" for {n}"))
+            .unwrap_or_default();
+        reply(format!(
+            "Appointment {number}: {}{customer}, status: {status}.",
+            describe_appointment(out)
+        ))
+    }
+}
+
+impl<'a> FlowView<'_, 'a> {
+    fn service(&self, id: &str) -> Option<&'a Service> {
+        self.turn.services().iter().find(|s| s.id == id)
+    }
+
+    fn service_name(&self, id: Option<&str>) -> String {
+        id.map(|id| {
+            self.service(id)
+                .map_or_else(|| id.to_owned(), |s| s.name.clone())
+        })
+        .unwrap_or_else(|| "appointment".to_owned())
+    }
+
+    fn ask_service(&self) -> String {
+        if self.turn.services().is_empty() {
+            "Which service would you like to book?".to_owned()
+        } else {
+            format!(
+                "Which service would you like? We offer {}.",
+                service_names(self.turn.services(), "and")
+            )
+        }
+    }
+
+    /// The question for the stage we are at, to repeat after something we did not follow.
+    fn current_question(&self) -> String {
+        let booking = &self.st.draft;
+        match self.stage {
+            Stage::CollectService => self.ask_service(),
+            Stage::CollectDatetime => match &booking.reschedule_of {
+                Some(number) => format!(
+                    "When would you like to move {number} to? For example \"Friday at 3pm\"."
+                ),
+                None => format!(
+                    "When would you like to come for your {}? For example \"tomorrow at 2pm\".",
+                    self.service_name(booking.service_id.as_deref())
+                ),
+            },
+            Stage::CollectContact => self.ask_contact(false),
+            Stage::Confirm => self.summary(),
+            Stage::Idle | Stage::Complete => self.turn.help(),
+        }
+    }
+
+    fn missing_contact(&self) -> Vec<&'static str> {
+        let booking = &self.st.draft;
+        let mut missing = Vec::new();
+        if booking.name.is_none() {
+            missing.push("name");
+        }
+        if booking.email.is_none() {
+            missing.push("email address");
+        }
+        missing
+    }
+
+    /// Asks for what is missing. The phone number is optional, so it is asked for only the
+    /// first time round.
+    fn ask_contact(&self, first_time: bool) -> String {
+        let mut wanted: Vec<String> = self
+            .missing_contact()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if first_time && self.st.draft.phone.is_none() {
+            wanted.push("phone number".to_owned());
+        }
+        format!("May I have your {}?", join(&wanted, "and"))
+    }
+
+    fn summary(&self) -> String {
+        let booking = &self.st.draft;
+        let service = self.service_name(booking.service_id.as_deref());
+        let start = booking
+            .start
+            .as_deref()
+            .and_then(parse_start)
+            .map_or_else(String::new, |s| format!(" on {}", when(s)));
+        let name = booking.name.as_deref().unwrap_or("you");
+        let details: Vec<&str> = [booking.email.as_deref(), booking.phone.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let details = if details.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", details.join(", "))
+        };
+        let phone_hint = if booking.phone.is_none() {
+            " (If you'd like to add a phone number, just tell me.)"
+        } else {
+            ""
+        };
+        format!("{service}{start} for {name}{details}. Shall I book it?{phone_hint}")
+    }
+}
+
+fn service_names(services: &[Service], conjunction: &str) -> String {
+    let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    join(&names, conjunction)
+}
+
+fn after_list_services(out: &ToolOutput) -> Action {
+    if let Some(error) = out.error() {
+        return reply(format!(
+            "Sorry, I couldn't get the list of services: {error}."
+        ));
+    }
+    let services: Vec<Service> = out
+        .value
+        .get("services")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    if services.is_empty() {
+        return reply("There are no services to book at the moment.");
+    }
+    let described: Vec<String> = services.iter().map(describe_service).collect();
+    reply(format!(
+        "We offer {}. Which one would you like to book?",
+        join(&described, "and")
+    ))
+}
+
+fn parse_start(start: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(start, START_FORMAT).ok()
+}
+
+fn format_start(start: NaiveDateTime) -> String {
+    start.format(START_FORMAT).to_string()
+}
+
+/// "Tuesday 24 November 2026 at 14:00"
+fn nearest(slots: &[NaiveTime], wanted: NaiveTime, count: usize) -> Vec<String> {
+    let mut by_distance: Vec<NaiveTime> = slots.to_vec();
+    by_distance.sort_by_key(|s| ((*s - wanted).num_minutes().abs(), *s));
+    by_distance.truncate(count);
+    by_distance.sort();
+    by_distance
+        .iter()
+        .map(|s| s.format("%H:%M").to_string())
+        .collect()
+}
+
+fn describe_service(service: &Service) -> String {
+    let price = if service.price_cents > 0 {
+        format!(
+            ", {}.{:02} {}",
+            service.price_cents / 100,
+            service.price_cents % 100,
+            service.currency
+        )
+    } else {
+        String::new()
+    };
+    format!("{} ({} min{price})", service.name, service.duration_minutes)
+}
+
+/// "General Consultation on Tuesday 24 November 2026 at 14:00" from an appointment object.
+fn describe_appointment(out: &ToolOutput) -> String {
+    let service = out
+        .str("service_name")
+        .or_else(|| out.str("service_id"))
+        .unwrap_or("Appointment");
+    match out.str("start").and_then(parse_start) {
+        Some(start) => format!("{service} on {}", when(start)),
+        None => service.to_owned(),
+    }
+}
