@@ -6,19 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub use crate::domain::conversation::Caller;
 use crate::domain::conversation::{Conversation, Message, NotOwner, check_owner};
 use crate::domain::page::{Page, PageRequest};
-use crate::domain::{ConversationId, EndUserId, MessageId, OrgId};
+use crate::domain::{ConversationId, EndUserId, MessageId};
 use crate::store::conversations::ConversationFilter;
 use crate::store::{Store, StoreError};
-
-/// Who asks: an organisation, and within it an end user or the organisation itself.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    pub org: &'a OrgId,
-    /// `None` for API-key callers (the business), who act for the whole organisation.
-    pub end_user: Option<&'a EndUserId>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConversationError {

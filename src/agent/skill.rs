@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::model::TurnContext;
-use super::offline::OfflineSkill;
+use super::offline::{OfflineSkill, SkillEntry};
 use super::tools::{Tool, ToolRegistry};
 use crate::domain::chat::ToolCall;
 use crate::domain::conversation::ConversationState;
@@ -95,9 +95,19 @@ impl Skills {
         self.skills.iter().flat_map(|s| s.event_types()).collect()
     }
 
-    /// The offline model's understanding, skill by skill, in registration order.
-    pub fn offline(&self) -> Vec<Arc<dyn OfflineSkill>> {
-        self.skills.iter().filter_map(|s| s.offline()).collect()
+    /// The offline model's understanding, skill by skill, in registration order, with the
+    /// tools each owns.
+    pub fn offline(&self) -> Vec<SkillEntry> {
+        self.skills
+            .iter()
+            .zip(self.tool_names.iter())
+            .filter_map(|(s, tools)| {
+                Some(SkillEntry {
+                    skill: s.offline()?,
+                    tools: tools.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The system-prompt paragraphs of the skills with at least one tool in `enabled`.

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::domain::conversation::Caller;
 use crate::domain::{EndUserId, Org, OrgId, RunId};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -88,8 +89,8 @@ impl Principal {
     }
 
     /// The caller as the conversation rules see it.
-    pub fn caller(&self) -> crate::conversations::Caller<'_> {
-        crate::conversations::Caller {
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
             org: &self.org.id,
             end_user: self.end_user.as_ref(),
         }

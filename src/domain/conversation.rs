@@ -119,6 +119,14 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Who asks: an organisation, and within it an end user or the organisation itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub org: &'a super::OrgId,
+    /// `None` for API-key callers (the business), who act for the whole organisation.
+    pub end_user: Option<&'a EndUserId>,
+}
+
 /// Why a caller may not use a conversation that exists in its organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("this conversation belongs to another user")]

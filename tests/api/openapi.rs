@@ -64,3 +64,26 @@ backend_test! {
         assert_eq!(r401["schema"]["$ref"], "#/components/schemas/Problem");
     }
 }
+
+backend_test! {
+    async fn streamed_operations_are_event_streams_whose_events_are_documented(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let spec: Value = app.get("/openapi.json").send().await.unwrap().json().await.unwrap();
+        for (path, method) in [
+            ("/api/v1/chat/stream", "post"),
+            ("/api/v1/conversations/{id}/messages/stream", "post"),
+            ("/api/v1/runs/{id}/stream", "get"),
+        ] {
+            let content = spec["paths"][path][method]["responses"]["200"]["content"].as_object().unwrap();
+            // One media type, a string: a generated client hands the stream over instead of
+            // parsing it as one JSON object.
+            assert_eq!(content.keys().collect::<Vec<_>>(), ["text/event-stream"], "{path}");
+            assert_eq!(content["text/event-stream"]["schema"]["type"], "string", "{path}");
+        }
+        let events = &spec["components"]["schemas"]["TurnEvent"]["oneOf"];
+        let names: Vec<&str> = events.as_array().unwrap().iter()
+            .map(|v| v["properties"]["event"]["enum"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["state", "chunk", "tool_call", "tool_result", "done", "error"]);
+    }
+}

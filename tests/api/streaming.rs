@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::backend_test;
 use crate::helpers::*;
 use agentd::agent::scripted::{Reply, ScriptedModel, call, text};
+use agentd::domain::turn::TurnEvent;
 
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
@@ -84,6 +85,9 @@ backend_test! {
         for e in &events {
             assert!(e.data["chunk"].is_string() && e.data["done"].is_boolean(), "{e:?}");
             assert_eq!(e.data["run_id"], run_id.as_str());
+            // The data is the typed event the run log holds, named as on the `event:` line.
+            let typed: TurnEvent = serde_json::from_value(e.data.clone()).unwrap();
+            assert_eq!(typed.name(), e.event);
         }
         assert_eq!(events[0].event, "state");
         assert_eq!(events[0].data["session_id"], session.to_string());

@@ -74,11 +74,9 @@ impl ToolOutput {
 }
 
 /// How a skill understands requests for the offline model. Every method but `follow_up` has
-/// a default that does nothing, so a skill implements what it needs.
+/// a default that does nothing, so a skill implements what it needs. Results of the skill's
+/// own tools (as the tool registry knows them) come back to [`Self::follow_up`].
 pub trait OfflineSkill: Send + Sync {
-    /// Whether `tool` is one of this skill's (its results come back to [`Self::follow_up`]).
-    fn owns_tool(&self, tool: &str) -> bool;
-
     /// Order in which skills read requests; lower goes first. Skills whose phrasings embed
     /// free text ("remind me to book a table") go before those that look for keywords.
     fn precedence(&self) -> u8 {
@@ -102,7 +100,7 @@ pub trait OfflineSkill: Send + Sync {
     fn follow_up(&self, turn: &mut Turn<'_>, last: &ToolOutput, earlier: &[ToolOutput]) -> Action;
 
     /// What the skill can do for the visitor, with the org's enabled tools, for the help text
-    /// ("look up an order").
+    /// ("look up an order"). Asked only when at least one of its tools is enabled.
     fn capabilities(&self, _turn: &Turn<'_>) -> Vec<String> {
         Vec::new()
     }
@@ -118,10 +116,17 @@ pub trait OfflineSkill: Send + Sync {
     }
 }
 
+/// A skill's understanding, with the names of its tools.
+#[derive(Clone)]
+pub struct SkillEntry {
+    pub skill: Arc<dyn OfflineSkill>,
+    pub tools: Vec<&'static str>,
+}
+
 /// The rule-based model. Stateless itself: everything it remembers is in the request.
 #[derive(Clone, Default)]
 pub struct OfflineModel {
-    skills: Arc<[Arc<dyn OfflineSkill>]>,
+    skills: Arc<[SkillEntry]>,
 }
 
 impl std::fmt::Debug for OfflineModel {
@@ -134,7 +139,7 @@ impl std::fmt::Debug for OfflineModel {
 
 impl OfflineModel {
     /// A model that understands what `skills` offer, asked in this order.
-    pub fn new(skills: Vec<Arc<dyn OfflineSkill>>) -> Self {
+    pub fn new(skills: Vec<SkillEntry>) -> Self {
         Self {
             skills: skills.into(),
         }
@@ -158,11 +163,11 @@ pub struct Turn<'a> {
     pub text: &'a str,
     /// Index of the latest user message in `req.messages`.
     user: Option<usize>,
-    skills: &'a [Arc<dyn OfflineSkill>],
+    skills: &'a [SkillEntry],
 }
 
 impl<'a> Turn<'a> {
-    fn new(req: &'a ModelRequest, skills: &'a [Arc<dyn OfflineSkill>]) -> Self {
+    fn new(req: &'a ModelRequest, skills: &'a [SkillEntry]) -> Self {
         let user = req.messages.iter().rposition(|m| m.role == Role::User);
         let text = user.map_or("", |i| req.messages[i].content.as_str());
         Self {
@@ -287,13 +292,14 @@ impl<'a> Turn<'a> {
         let can: Vec<String> = self
             .skills
             .iter()
-            .flat_map(|s| s.capabilities(self))
+            .filter(|e| e.tools.iter().any(|t| self.has_tool(t)))
+            .flat_map(|e| e.skill.capabilities(self))
             .collect();
         if can.is_empty() {
             return "I'm afraid there is nothing I can do for you here.".to_owned();
         }
         let mut text = format!("I can {}.", join(&can, "or"));
-        for detail in self.skills.iter().filter_map(|s| s.help_detail(self)) {
+        for detail in self.skills.iter().filter_map(|e| e.skill.help_detail(self)) {
             text.push(' ');
             text.push_str(&detail);
         }
@@ -303,7 +309,9 @@ impl<'a> Turn<'a> {
 
     /// The question a flow in progress waits on.
     pub fn pending_question(&self) -> Option<String> {
-        self.skills.iter().find_map(|s| s.pending_question(self))
+        self.skills
+            .iter()
+            .find_map(|e| e.skill.pending_question(self))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -326,8 +334,11 @@ impl<'a> Turn<'a> {
 
     fn follow_up(&mut self, last: &ToolOutput, earlier: &[ToolOutput]) -> Action {
         let skills = self.skills;
-        let action = match skills.iter().find(|s| s.owns_tool(&last.name)) {
-            Some(skill) => skill.follow_up(self, last, earlier),
+        let owner = skills
+            .iter()
+            .find(|e| e.tools.iter().any(|t| *t == last.name));
+        let action = match owner {
+            Some(entry) => entry.skill.follow_up(self, last, earlier),
             None => match last.error() {
                 Some(error) => reply(format!("Sorry, that didn't work: {error}")),
                 None => reply("Done."),
@@ -342,16 +353,16 @@ impl<'a> Turn<'a> {
     fn interpret(&mut self) -> Action {
         let skills = self.skills;
         if nlu::yes_no(self.text).is_none() {
-            let mut by_precedence: Vec<&Arc<dyn OfflineSkill>> = skills.iter().collect();
-            by_precedence.sort_by_key(|s| s.precedence());
-            for skill in by_precedence {
-                if let Some(action) = skill.request(self) {
+            let mut by_precedence: Vec<&SkillEntry> = skills.iter().collect();
+            by_precedence.sort_by_key(|e| e.skill.precedence());
+            for entry in by_precedence {
+                if let Some(action) = entry.skill.request(self) {
                     return action;
                 }
             }
         }
-        for skill in skills {
-            if let Some(action) = skill.converse(self) {
+        for entry in skills {
+            if let Some(action) = entry.skill.converse(self) {
                 return action;
             }
         }

@@ -20,24 +20,11 @@ const ASK_WHAT_TO_CHANGE: &str = "No problem. What would you like to change: the
 const ASK_SHOW_NUMBER: &str =
     "Please tell me the confirmation number of your appointment (it looks like APPT-XXXXXX).";
 
-const TOOLS: [&str; 6] = [
-    "list_services",
-    "check_availability",
-    "create_appointment",
-    "get_appointment",
-    "cancel_appointment",
-    "reschedule_appointment",
-];
-
 /// The booking skill's understanding, for the offline model.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BookingOffline;
 
 impl OfflineSkill for BookingOffline {
-    fn owns_tool(&self, tool: &str) -> bool {
-        TOOLS.contains(&tool)
-    }
-
     fn request(&self, turn: &mut Turn<'_>) -> Option<Action> {
         let mut flow = Flow::open(turn);
         let action = flow.request()?;

@@ -7,23 +7,11 @@ use super::nlu::{self as tasks_nlu, Request, TaskStatus};
 use crate::agent::offline::nlu;
 use crate::agent::offline::{Action, OfflineSkill, ToolOutput, Turn, join, quote, reply};
 
-const TOOLS: [&str; 5] = [
-    "add_task",
-    "list_tasks",
-    "complete_task",
-    "update_task",
-    "delete_task",
-];
-
 /// The tasks skill's understanding, for the offline model.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TasksOffline;
 
 impl OfflineSkill for TasksOffline {
-    fn owns_tool(&self, tool: &str) -> bool {
-        TOOLS.contains(&tool)
-    }
-
     /// Task phrasings embed free text ("remind me to book a table"): read them first.
     fn precedence(&self) -> u8 {
         10
@@ -47,12 +35,8 @@ impl OfflineSkill for TasksOffline {
         }
     }
 
-    fn capabilities(&self, turn: &Turn<'_>) -> Vec<String> {
-        if TOOLS.iter().any(|t| turn.has_tool(t)) {
-            vec!["manage your tasks (add, list, complete, rename or delete them)".to_owned()]
-        } else {
-            Vec::new()
-        }
+    fn capabilities(&self, _turn: &Turn<'_>) -> Vec<String> {
+        vec!["manage your tasks (add, list, complete, rename or delete them)".to_owned()]
     }
 }
 
