@@ -66,7 +66,17 @@ pub async fn build_app_with_model(
     let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
     wait_for_database(&store).await?;
     store.migrate().await?;
-    Ok(build_app_with_store(settings, store, model).await)
+    let app = build_app_with_store(settings, store, model).await;
+    // What this instance held before a crash or kill is nobody's now: free it at once.
+    let freed = app
+        .state
+        .store
+        .release_owner_leases(&app.state.agent.settings.instance_id)
+        .await?;
+    if freed > 0 {
+        tracing::info!(leases = freed, "freed the turn leases of this instance's previous run");
+    }
+    Ok(app)
 }
 
 async fn wait_for_database(store: &Store) -> Result<(), StoreError> {
@@ -124,7 +134,8 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
             history_window: settings.agent_history_window,
             turn_timeout: Duration::from_secs(settings.agent_turn_timeout_seconds.max(1)),
             queue_timeout: Duration::from_secs(settings.turn_queue_timeout_seconds),
-            run_retention: Duration::from_secs(settings.run_retention_seconds),
+            lease_ttl: Duration::from_secs(settings.lease_ttl_seconds.max(1)),
+            instance_id: settings.instance_id(),
         },
         tasks.clone(),
     );

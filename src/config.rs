@@ -186,14 +186,16 @@ pub struct Settings {
     )]
     pub turn_queue_timeout_seconds: u64,
 
-    /// Seconds a streamed run's events stay replayable (GET /runs/{id}/stream) after last use.
-    #[arg(
-        long,
-        env = "RUN_RETENTION_SECONDS",
-        default_value_t = 900,
-        global = true
-    )]
-    pub run_retention_seconds: u64,
+    /// Seconds a turn lease lasts without renewal. Running turns renew theirs every third of
+    /// it, so a crashed instance's conversations take turns again within this time.
+    #[arg(long, env = "LEASE_TTL_SECONDS", default_value_t = 10, global = true)]
+    pub lease_ttl_seconds: u64,
+
+    /// This instance's name on the turn leases it holds. Default: the host name and PORT, so
+    /// a restarted instance recognises (and frees at once) the leases of its previous life;
+    /// set it when several instances share a host name and port (PORT=0 means a random one).
+    #[arg(long, env = "INSTANCE_ID", global = true)]
+    pub instance_id: Option<String>,
 
     /// Seconds between keep-alive comments on a silent event stream.
     #[arg(
@@ -311,7 +313,8 @@ impl Settings {
             agent_turn_timeout_seconds: 60,
             turn_queue_timeout_seconds: 30,
             session_sweep_interval_seconds: 300,
-            run_retention_seconds: 900,
+            lease_ttl_seconds: 10,
+            instance_id: None,
             sse_keepalive_seconds: 15,
             auth_cache_ttl_seconds: 30,
             rate_limit_end_user_share: 0.25,
@@ -344,12 +347,8 @@ impl Settings {
         if self.provider() == LlmProvider::Openai && self.openai_api_key.is_none() {
             return Err("LLM_PROVIDER=openai needs OPENAI_API_KEY".into());
         }
-        if self.run_retention_seconds
-            < self.agent_turn_timeout_seconds + self.turn_queue_timeout_seconds
-        {
-            return Err(
-                "RUN_RETENTION_SECONDS must cover AGENT_TURN_TIMEOUT_SECONDS + TURN_QUEUE_TIMEOUT_SECONDS".into(),
-            );
+        if !(1..=600).contains(&self.lease_ttl_seconds) {
+            return Err("LEASE_TTL_SECONDS must be between 1 and 600".into());
         }
         if !(1..=32).contains(&self.agent_max_steps) {
             return Err("AGENT_MAX_STEPS must be between 1 and 32".into());
@@ -369,6 +368,24 @@ impl Settings {
             } else {
                 LlmProvider::Offline
             })
+    }
+
+    /// The instance's lease owner name: INSTANCE_ID, else the host name and port (stable
+    /// across restarts), else — with PORT=0 — a random one.
+    pub fn instance_id(&self) -> String {
+        if let Some(id) = self.instance_id.as_deref().filter(|s| !s.is_empty()) {
+            return id.to_owned();
+        }
+        if self.port == 0 {
+            return format!("instance-{}", uuid::Uuid::new_v4().simple());
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", self.port)
     }
 
     /// The admin token, if one is configured; an empty ADMIN_TOKEN counts as none.

@@ -23,8 +23,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::conversations::{self, Caller};
-use crate::domain::conversation::Conversation;
-use crate::domain::turn::{RunFailure, TurnEvent, TurnMetadata, TurnOutcome};
+use crate::domain::turn::{TurnEvent, TurnOutcome};
 use crate::domain::{ConversationId, EndUserId, MessageText, Org, RunId};
 use crate::store::Store;
 pub use model::Model;
@@ -43,16 +42,21 @@ pub struct AgentSettings {
     pub turn_timeout: Duration,
     /// Longest a turn waits for another turn of the same conversation (policy `enqueue`).
     pub queue_timeout: Duration,
-    /// How long a streamed run's events stay replayable after it was last read.
-    pub run_retention: Duration,
+    /// How long a turn lease lasts without renewal; running turns renew theirs every third of
+    /// it, so a dead instance's leases free their conversations within this time.
+    pub lease_ttl: Duration,
+    /// This instance's name on the leases it holds; stable across restarts when it can be,
+    /// so a restarted instance frees what its previous life held.
+    pub instance_id: String,
 }
 
 impl AgentSettings {
-    /// A lease outlives the longest turn, so only a crashed instance's lease ever expires.
-    pub fn lease_duration(&self) -> Duration {
-        self.turn_timeout + Duration::from_secs(30)
+    pub fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease_ttl).unwrap_or_else(|_| chrono::Duration::seconds(10))
     }
 }
+
+
 
 /// Where a turn goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,14 @@ pub enum Target {
     Session(ConversationId),
     /// An existing conversation.
     Conversation(ConversationId),
+}
+
+impl Target {
+    pub fn id(self) -> ConversationId {
+        match self {
+            Self::Session(id) | Self::Conversation(id) => id,
+        }
+    }
 }
 
 /// A request for one turn: who asks, where, saying what.
@@ -86,8 +98,8 @@ pub enum Delivery {
 /// A started turn.
 pub struct RunHandle {
     pub run_id: RunId,
-    /// The conversation, as it was when the turn was asked for.
-    pub conversation: Conversation,
+    /// The conversation's id.
+    pub conversation_id: ConversationId,
     /// The events, for [`Delivery::Stream`].
     pub log: Option<Arc<RunLog>>,
     outcome: oneshot::Receiver<Result<TurnOutcome, TurnError>>,
@@ -129,7 +141,7 @@ impl Agent {
             store,
             model,
             skills,
-            runs: RunHub::new(settings.run_retention),
+            runs: RunHub::new(),
             settings,
             tasks,
             locks: moka::sync::Cache::builder()
@@ -138,15 +150,58 @@ impl Agent {
         }
     }
 
-    /// Starts a turn: finds (or, for a session, creates) the conversation and checks the
-    /// caller may use it, refuses an Idempotency-Key reused with another request, then runs the
-    /// turn as a tracked task. Errors before the turn runs are returned here; the turn's own
-    /// outcome comes through the handle (and, when streamed, as the log's final event).
-    pub async fn start(
-        &self,
-        req: TurnRequest,
-        delivery: Delivery,
-    ) -> Result<RunHandle, TurnError> {
+    /// Starts a turn and returns at once with its handle; the turn runs as a tracked task, so
+    /// a caller that goes away (a closed connection) does not cut it short.
+    ///
+    /// A plain turn ([`Delivery::Reply`]) reaches the database only inside the task: the
+    /// session is created and the caller's ownership checked together with taking the lease,
+    /// and a reused Idempotency-Key is refused there. A streamed turn first resolves the
+    /// conversation (its first event names it, and a refusal is an HTTP error before the
+    /// stream starts). A panic ends the run as INTERNAL_ERROR; a streamed run always gets its
+    /// final event.
+    pub async fn start(&self, req: TurnRequest, delivery: Delivery) -> Result<RunHandle, TurnError> {
+        let run_id = RunId::new();
+        let conversation_id = req.target.id();
+        let log = match delivery {
+            Delivery::Reply => None,
+            Delivery::Stream => Some(self.open_stream(&req, run_id).await?),
+        };
+        let turn = turn::Turn {
+            org: req.org,
+            end_user: req.end_user,
+            target: req.target,
+            message: req.message,
+            idempotency: req.idempotency,
+            run_id,
+            events: log.clone(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let agent = self.clone();
+        self.tasks.spawn(async move {
+            let events = turn.events.clone();
+            let outcome = std::panic::AssertUnwindSafe(agent.run_turn(turn))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(TurnError::Crashed("the turn panicked".into())));
+            if let Some(log) = events {
+                finish_stream(&log, &outcome);
+                // Live runs only: a finished run's events are replayed from the database.
+                agent.runs.remove(log.run_id);
+            }
+            // The caller may have gone away; the turn is persisted either way.
+            let _ = tx.send(outcome);
+        });
+        Ok(RunHandle {
+            run_id,
+            conversation_id,
+            log,
+            outcome: rx,
+        })
+    }
+
+    /// Resolves a streamed turn's conversation, refuses a reused Idempotency-Key, and opens
+    /// the run's log with its first event.
+    async fn open_stream(&self, req: &TurnRequest, run_id: RunId) -> Result<Arc<RunLog>, TurnError> {
         let caller = Caller {
             org: &req.org.id,
             end_user: req.end_user.as_ref(),
@@ -157,57 +212,21 @@ impl Agent {
             }
             Target::Conversation(id) => conversations::visible(&self.store, caller, id).await?,
         };
-        // Refused before anything starts (a stream would only find out after its 200). A
-        // matching key replays under the turn's lease, where a racing original is settled.
         if let Some(idem) = &req.idempotency {
             self.replay(&req.org, idem).await?;
         }
-        let run_id = RunId::new();
-        let log = (delivery == Delivery::Stream).then(|| {
-            let log = self
-                .runs
-                .start(run_id, req.org.id.clone(), req.end_user.clone(), conv.id);
-            log.push(TurnEvent::State {
-                session_id: Some(conv.id),
-                current_state: conv.state.0.stage.clone(),
-            });
-            log
+        let log = self
+            .runs
+            .start(run_id, req.org.id.clone(), req.end_user.clone(), conv.id);
+        log.push(TurnEvent::State {
+            session_id: Some(conv.id),
+            current_state: conv.state.0.stage.clone(),
         });
-        let turn = turn::Turn {
-            org: req.org,
-            end_user: req.end_user,
-            conversation_id: conv.id,
-            message: req.message,
-            idempotency: req.idempotency,
-            run_id,
-            events: log.clone(),
-        };
-        let (tx, rx) = oneshot::channel();
-        let agent = self.clone();
-        self.tasks.spawn(async move {
-            let events = turn.events.clone();
-            // A panic must still end the run (as INTERNAL_ERROR), or a stream's readers would
-            // wait on keep-alives forever.
-            let outcome = std::panic::AssertUnwindSafe(agent.run_turn(turn))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(TurnError::Crashed("the turn panicked".into())));
-            if let Some(log) = events {
-                finish_stream(&log, &outcome);
-            }
-            // The caller may have gone away; the turn is persisted either way.
-            let _ = tx.send(outcome);
-        });
-        Ok(RunHandle {
-            run_id,
-            conversation: conv,
-            log,
-            outcome: rx,
-        })
+        Ok(log)
     }
 }
 
-/// Ends a streamed run with its final event.
+/// Ends a streamed run with its final event (the same the turn stored with its record).
 fn finish_stream(log: &RunLog, outcome: &Result<TurnOutcome, TurnError>) {
     match outcome {
         Ok(outcome) => {
@@ -220,14 +239,8 @@ fn finish_stream(log: &RunLog, outcome: &Result<TurnOutcome, TurnError>) {
                     });
                 }
             }
-            log.finish(TurnEvent::Done {
-                response: outcome.response.clone(),
-                message_id: outcome.message_id,
-                metadata: TurnMetadata::of(outcome),
-            });
+            log.finish(turn::done_event(outcome));
         }
-        Err(e) => log.finish(TurnEvent::Error {
-            error: RunFailure { code: e.code() },
-        }),
+        Err(e) => log.finish(turn::error_event(e)),
     }
 }

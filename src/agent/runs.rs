@@ -2,12 +2,14 @@
 //! number of readers follow by cursor (the POST that started it, or `GET /runs/{id}/stream`
 //! resuming after `Last-Event-ID`). The log is the only buffer: a slow reader costs nothing
 //! but its cursor, so memory per run is bounded by the run's own output (capped), never by how
-//! far behind a reader is. Logs are kept for a retention time after the run ends.
+//! far behind a reader is. Only live runs are kept here: a finished run's events are stored
+//! with its run record, and readers resuming it are served from the database
+//! ([`RunLog::finished`]).
 //!
 //! Events are typed ([`TurnEvent`]): what the log holds is what the SSE writer writes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -76,6 +78,43 @@ impl RunLog {
         self.append(&mut st, event);
     }
 
+    /// A finished run's log, from its stored events (for readers resuming after the end).
+    pub fn finished(
+        run_id: RunId,
+        org_id: OrgId,
+        end_user: Option<EndUserId>,
+        conversation_id: ConversationId,
+        started_at: DateTime<Utc>,
+        status: RunStatus,
+        finished_at: DateTime<Utc>,
+        events: Vec<TurnEvent>,
+    ) -> Self {
+        let events = events
+            .into_iter()
+            .zip(1..)
+            .map(|(event, seq)| RunEvent { seq, event })
+            .collect::<Vec<_>>();
+        let (notify, _) = watch::channel((events.len() as u64, true));
+        Self {
+            run_id,
+            org_id,
+            end_user,
+            conversation_id,
+            started_at,
+            state: Mutex::new(LogState {
+                events,
+                status,
+                finished_at: Some(finished_at),
+            }),
+            notify,
+        }
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<TurnEvent> {
+        self.lock().events.iter().map(|e| e.event.clone()).collect()
+    }
+
     /// Whether any text chunk was logged (a replayed turn produced none).
     pub fn has_chunks(&self) -> bool {
         self.lock()
@@ -130,23 +169,33 @@ impl RunLog {
     }
 }
 
-/// All runs streamed recently; cheap to clone.
-#[derive(Clone)]
+/// The runs streaming now; cheap to clone. A run is removed when it ends (readers already
+/// following it keep their handle).
+#[derive(Clone, Default)]
 pub struct RunHub {
-    runs: moka::sync::Cache<RunId, Arc<RunLog>>,
+    runs: Arc<Mutex<HashMap<RunId, Arc<RunLog>>>>,
 }
 
 impl RunHub {
-    /// Runs are kept `retention` after they were last touched (started or read).
-    pub fn new(retention: Duration) -> Self {
-        Self {
-            runs: moka::sync::Cache::builder()
-                // A run keeps up to MAX_EVENTS small events; this bounds the worst case to a
-                // few GiB while leaving room for far more concurrent streams than 2 cores serve.
-                .max_capacity(5_000)
-                .time_to_idle(retention)
-                .build(),
-        }
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Arc<RunLog>>> {
+        self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many runs are live.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    pub fn remove(&self, run_id: RunId) {
+        self.lock().remove(&run_id);
     }
 
     pub fn start(
@@ -170,22 +219,24 @@ impl RunHub {
             }),
             notify,
         });
-        self.runs.insert(run_id, Arc::clone(&log));
+        self.lock().insert(run_id, Arc::clone(&log));
         log
     }
 
     pub fn get(&self, run_id: RunId) -> Option<Arc<RunLog>> {
-        self.runs.get(&run_id)
+        self.lock().get(&run_id).cloned()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::domain::turn::{FailureCode, RunFailure};
 
     fn log() -> Arc<RunLog> {
-        RunHub::new(Duration::from_secs(60)).start(
+        RunHub::new().start(
             RunId::new(),
             OrgId::parse("a").unwrap(),
             None,

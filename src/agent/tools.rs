@@ -174,7 +174,7 @@ impl ToolRegistry {
         if tool.side_effect() {
             if let Some(done) = ctx
                 .store
-                .tool_effect(ctx.conversation_id, effect_key)
+                .tool_effect(&ctx.org.id, ctx.conversation_id, effect_key)
                 .await?
             {
                 return Ok(done);
@@ -187,6 +187,7 @@ impl ToolRegistry {
             match ctx
                 .store
                 .record_tool_effect(
+                    &ctx.org.id,
                     ctx.conversation_id,
                     effect_key,
                     &call.name,
@@ -200,7 +201,7 @@ impl ToolRegistry {
                 Err(crate::store::StoreError::Conflict(_)) => {
                     if let Some(done) = ctx
                         .store
-                        .tool_effect(ctx.conversation_id, effect_key)
+                        .tool_effect(&ctx.org.id, ctx.conversation_id, effect_key)
                         .await?
                     {
                         return Ok(done);

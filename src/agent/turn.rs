@@ -19,11 +19,14 @@ use crate::domain::chat::{ChatMessage, Role, ToolCall, Usage};
 use crate::domain::conversation::{Conversation, ConversationState, Message, NotOwner, RunStatus};
 use crate::domain::org::TurnPolicy;
 use crate::domain::turn::{
-    FailureCode, IDEMPOTENCY_WINDOW, ToolCallRecord, TurnEvent, TurnOutcome,
+    FailureCode, IDEMPOTENCY_WINDOW, RunFailure, ToolCallRecord, TurnEvent, TurnMetadata,
+    TurnOutcome,
 };
-use crate::domain::{ConversationId, EndUserId, MessageId, MessageText, Org, RunId};
+use crate::domain::{EndUserId, MessageId, MessageText, Org, RunId};
 use crate::store::StoreError;
-use crate::store::conversations::{NewCheckpoint, NewMessage, RunRecord, TurnCommit};
+use crate::store::turns::{
+    LeaseRequest, Leased, NewCheckpoint, NewMessage, NewSession, RunRecord, TurnCommit,
+};
 
 /// An `Idempotency-Key` scoped to its caller, with a fingerprint of the request it was used
 /// for: the same key and fingerprint replay the stored reply; another fingerprint is refused.
@@ -66,12 +69,12 @@ impl IdempotencyKey {
     }
 }
 
-/// A turn ready to run on a conversation the caller may use.
+/// A turn ready to run.
 #[derive(Debug, Clone)]
 pub(super) struct Turn {
     pub org: Arc<Org>,
     pub end_user: Option<EndUserId>,
-    pub conversation_id: ConversationId,
+    pub target: super::Target,
     pub message: MessageText,
     pub idempotency: Option<IdempotencyKey>,
     pub run_id: RunId,
@@ -159,13 +162,14 @@ impl Agent {
     pub(super) async fn run_turn(&self, req: Turn) -> Result<TurnOutcome, TurnError> {
         let org_id = req.org.id.clone();
         let policy = req.org.settings.turn_policy;
+        let conversation_id = req.target.id();
 
         // In-process queue first (FIFO, no polling), then the database lease, which is what
         // keeps turns apart across instances; one deadline bounds both waits together.
         let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
-        let local = self.locks.get_with(req.conversation_id, || {
-            Arc::new(tokio::sync::Mutex::new(()))
-        });
+        let local = self
+            .locks
+            .get_with(conversation_id, || Arc::new(tokio::sync::Mutex::new(())));
         let _local_guard = match policy {
             TurnPolicy::Reject => local.try_lock().map_err(|_| TurnError::Busy)?,
             TurnPolicy::Enqueue => tokio::time::timeout_at(deadline, local.lock())
@@ -175,7 +179,10 @@ impl Agent {
         let token = Uuid::now_v7();
         let conv = self.acquire(&req, token, policy, deadline).await?;
 
-        let result = self.turn_with_lease(&req, &conv, token).await;
+        let result = match conv.check_owner(req.end_user.as_ref()) {
+            Ok(()) => self.turn_with_lease(&req, &conv, token).await,
+            Err(e) => Err(TurnError::NotOwner(e)),
+        };
         if let Err(e) = &result {
             if let Err(release) = self.store.release_lease(&org_id, conv.id, token).await {
                 tracing::warn!(error = %crate::telemetry::cause_chain(&release), "could not release a turn lease; it will expire");
@@ -185,6 +192,29 @@ impl Agent {
         result
     }
 
+    /// Renews the turn's lease every third of its TTL, for as long as it is polled. Ends only
+    /// when the lease is lost (someone else holds the conversation now): the turn must stop.
+    async fn keep_lease(&self, org: &crate::domain::OrgId, id: crate::domain::ConversationId, token: Uuid) {
+        let every = (self.settings.lease_ttl / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            let expires = crate::domain::now() + self.settings.lease_ttl();
+            match self.store.renew_lease(org, id, token, expires).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(conversation = %id, "a turn lost its lease; stopping it");
+                    return;
+                }
+                // The database may be back before the lease expires: keep trying.
+                Err(e) => {
+                    tracing::warn!(error = %crate::telemetry::cause_chain(&e), "could not renew a turn lease");
+                }
+            }
+        }
+    }
+
+    /// Takes the conversation's lease (creating a session at its first message), waiting for
+    /// another turn under the `enqueue` policy.
     async fn acquire(
         &self,
         req: &Turn,
@@ -192,26 +222,30 @@ impl Agent {
         policy: TurnPolicy,
         deadline: tokio::time::Instant,
     ) -> Result<Conversation, TurnError> {
+        let now = crate::domain::now();
+        let title = format!("Chat {}", now.format("%Y-%m-%d %H:%M"));
+        let create = match req.target {
+            super::Target::Session(_) => Some(NewSession {
+                end_user: req.end_user.as_ref().map(EndUserId::as_str),
+                title: &title,
+            }),
+            super::Target::Conversation(_) => None,
+        };
         loop {
             let now = crate::domain::now();
-            let expires = now
-                + chrono::Duration::from_std(self.settings.lease_duration())
-                    .unwrap_or_else(|_| chrono::Duration::minutes(5));
-            if let Some(conv) = self
-                .store
-                .acquire_lease(&req.org.id, req.conversation_id, token, now, expires)
-                .await?
-            {
-                return Ok(conv);
-            }
-            // Held elsewhere, or gone: tell the two apart before waiting.
-            if self
-                .store
-                .get_conversation(&req.org.id, req.conversation_id)
-                .await?
-                .is_none()
-            {
-                return Err(TurnError::NotFound);
+            let lease = LeaseRequest {
+                org: &req.org.id,
+                id: req.target.id(),
+                create,
+                token,
+                owner: &self.settings.instance_id,
+                now,
+                expires_at: now + self.settings.lease_ttl(),
+            };
+            match self.store.take_lease(&lease).await? {
+                Leased::Taken { conv, .. } => return Ok(*conv),
+                Leased::Missing => return Err(TurnError::NotFound),
+                Leased::Busy => {}
             }
             if policy == TurnPolicy::Reject || tokio::time::Instant::now() >= deadline {
                 return Err(TurnError::Busy);
@@ -238,9 +272,23 @@ impl Agent {
         let started_at = crate::domain::now();
         let run_id = req.run_id;
         let timeout = self.settings.turn_timeout;
-        let run = tokio::time::timeout(timeout, self.steps(req, conv, run_id, started_at)).await;
+        // The lease is short; renew it while the model and the tools work.
+        let steps = async {
+            tokio::select! {
+                produced = self.steps(req, conv, run_id, started_at) => produced,
+                () = self.keep_lease(&req.org.id, conv.id, token) => Err(TurnError::Timeout(timeout)),
+            }
+        };
+        let run = tokio::time::timeout(timeout, steps).await;
         let failure = match run {
             Ok(Ok(mut produced)) => {
+                // A streamed run keeps its events with its record, final event included, so
+                // a reader resuming after it ended replays them from the database.
+                produced.run.events = req.events.as_ref().map(|log| {
+                    let mut events = log.events();
+                    events.push(done_event(&produced.outcome));
+                    events
+                });
                 let outcome_value = serde_json::to_value(&produced.outcome)
                     .map_err(|e| TurnError::Store(StoreError::Corrupt(e.to_string())))?;
                 let commit = TurnCommit {
@@ -280,6 +328,11 @@ impl Agent {
                 failure.code().as_str(),
                 crate::telemetry::cause_chain(&failure)
             )),
+            events: req.events.as_ref().map(|log| {
+                let mut events = log.events();
+                events.push(error_event(&failure));
+                events
+            }),
             started_at,
             finished_at: crate::domain::now(),
         };
@@ -480,6 +533,7 @@ impl Agent {
                 steps: step,
                 usage,
                 error: None,
+                events: None,
                 started_at,
                 finished_at,
             },
@@ -495,6 +549,22 @@ struct Produced {
     run: RunRecord,
     messages: Vec<NewMessage>,
     checkpoints: Vec<NewCheckpoint>,
+}
+
+/// The final event of a run that succeeded.
+pub(super) fn done_event(outcome: &TurnOutcome) -> TurnEvent {
+    TurnEvent::Done {
+        response: outcome.response.clone(),
+        message_id: outcome.message_id,
+        metadata: TurnMetadata::of(outcome),
+    }
+}
+
+/// The final event of a run that failed.
+pub(super) fn error_event(e: &TurnError) -> TurnEvent {
+    TurnEvent::Error {
+        error: RunFailure { code: e.code() },
+    }
 }
 
 /// Tells a stream when the stage changes.

@@ -158,7 +158,7 @@ async fn post_chat(
 ) -> Result<axum::Json<ChatResponse>, ApiError> {
     let req = chat_request(&principal, &headers, &body)?;
     let handle = state.agent.start(req, Delivery::Reply).await?;
-    let session_id = handle.conversation.id;
+    let session_id = handle.conversation_id;
     let outcome = handle.outcome().await?;
     Ok(axum::Json(ChatResponse {
         response: outcome.response.clone(),

@@ -296,11 +296,12 @@ async fn get_run_stream(
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let run_id: RunId = path_id("id", &id)?;
-    let log = visible_run(&state, &principal, run_id)?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no streamed run {run_id} (or its events are no longer kept)"
-        ))
-    })?;
+    let log = match visible_run(&state, &principal, run_id)? {
+        Some(live) => live,
+        None => stored_run(&state, &principal, run_id).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("no streamed run {run_id}"))
+        })?,
+    };
     let header_cursor = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -317,6 +318,51 @@ async fn get_run_stream(
         writer,
         header_cursor.or(q.last_event_id).unwrap_or(0),
     ))
+}
+
+/// A finished streamed run, from its stored events, if the caller may read it.
+async fn stored_run(
+    state: &AppState,
+    principal: &Principal,
+    run_id: RunId,
+) -> Result<Option<Arc<RunLog>>, ApiError> {
+    let org = principal.org_id();
+    let Some(run) = state.store.get_run(org, run_id).await? else {
+        return Ok(None);
+    };
+    let Some(events) = state.store.run_events(org, run_id).await? else {
+        return Ok(None);
+    };
+    let conv = run_conversation(state, principal, run_id, run.conversation_id).await?;
+    let end_user = conv
+        .end_user
+        .as_deref()
+        .and_then(|u| crate::domain::EndUserId::parse(u).ok());
+    Ok(Some(Arc::new(RunLog::finished(
+        run_id,
+        org.clone(),
+        end_user,
+        run.conversation_id,
+        run.started_at,
+        run.status,
+        run.finished_at,
+        events,
+    ))))
+}
+
+/// The conversation of a stored run, if the caller may see it (end users: their own).
+async fn run_conversation(
+    state: &AppState,
+    principal: &Principal,
+    run_id: RunId,
+    conversation: ConversationId,
+) -> Result<crate::domain::conversation::Conversation, ApiError> {
+    conversations::visible(&state.store, principal.caller(), conversation)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::NotFound(_) => ApiError::NotFound(format!("no run {run_id}")),
+            other => other,
+        })
 }
 
 /// A run's status and result.
@@ -352,20 +398,22 @@ async fn get_run(
     let run_id: RunId = path_id("id", &id)?;
     let log = visible_run(&state, &principal, run_id)?;
     let stored = state.store.get_run(principal.org_id(), run_id).await?;
+    let mut last_event = None;
     if let Some(run) = &stored {
         // End users see only runs of their own conversations.
-        conversations::visible(&state.store, principal.caller(), run.conversation_id)
-            .await
-            .map_err(|e| match ApiError::from(e) {
-                ApiError::NotFound(_) => ApiError::NotFound(format!("no run {run_id}")),
-                other => other,
-            })?;
+        run_conversation(&state, &principal, run_id, run.conversation_id).await?;
+        if log.is_none() {
+            last_event = state
+                .store
+                .run_events(principal.org_id(), run_id)
+                .await?
+                .and_then(|mut events| events.pop());
+        }
     }
     let snapshot = log.as_ref().map(|l| l.snapshot());
     // The `done` event's data, as the stream wrote it.
-    let result = snapshot
-        .as_ref()
-        .and_then(|s| s.last.clone())
+    let result = last_event
+        .or_else(|| snapshot.as_ref().and_then(|s| s.last.clone()))
         .and_then(|last| {
             let done = matches!(last, TurnEvent::Done { .. });
             let writer = Writer {

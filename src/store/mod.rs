@@ -12,6 +12,7 @@ pub mod conversations;
 pub mod keys;
 pub mod orgs;
 pub mod tool_effects;
+pub mod turns;
 pub mod webhooks;
 
 use std::path::Path;

@@ -6,18 +6,19 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
-use crate::domain::ConversationId;
+use crate::domain::{ConversationId, OrgId};
 
 impl Store {
     /// The recorded result of a side-effecting tool call, if it already ran.
     pub async fn tool_effect(
         &self,
+        org: &OrgId,
         conversation: ConversationId,
         call_id: &str,
     ) -> StoreResult<Option<Value>> {
         let row: Option<Json<Value>> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT result FROM tool_effects WHERE conversation_id = $1 AND tool_call_id = $2")
-            .bind(conversation).bind(call_id)
+            "SELECT result FROM tool_effects WHERE org_id = $1 AND conversation_id = $2 AND tool_call_id = $3")
+            .bind(org.as_str()).bind(conversation).bind(call_id)
             .fetch_optional(pool).await)?;
         Ok(row.map(|j| j.0))
     }
@@ -26,6 +27,7 @@ impl Store {
     /// `Conflict` (two runs raced; the first one's effect stands).
     pub async fn record_tool_effect(
         &self,
+        org: &OrgId,
         conversation: ConversationId,
         call_id: &str,
         tool: &str,
@@ -33,8 +35,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let res = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO tool_effects (conversation_id, tool_call_id, tool_name, result, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(conversation).bind(call_id).bind(tool).bind(Json(result)).bind(now)
+            "INSERT INTO tool_effects (org_id, conversation_id, tool_call_id, tool_name, result, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(org.as_str()).bind(conversation).bind(call_id).bind(tool).bind(Json(result)).bind(now)
             .execute(pool).await.map(|r| r.rows_affected()));
         match res {
             Ok(_) => Ok(()),

@@ -96,6 +96,32 @@ macro_rules! record_event {
 }
 pub(crate) use record_event;
 
+/// The outbox write of [`record_event!`] as PostgreSQL common table expressions, for a statement
+/// that records an event in the same round trip as the change causing it: `hooks`, `ev` and
+/// `dlv`, written only when the CTE `cond` returned a row. The other arguments name the
+/// statement's parameters holding the org id, event type, data (jsonb), event id and time.
+pub(crate) fn outbox_ctes(
+    cond: &str,
+    org: &str,
+    event_type: &str,
+    data: &str,
+    event_id: &str,
+    now: &str,
+) -> String {
+    format!(
+        "hooks AS (SELECT s.webhook_id FROM webhook_subscriptions s JOIN webhooks w ON w.id = s.webhook_id \
+            WHERE s.org_id = {org} AND s.event_type = {event_type} AND w.active \
+            AND EXISTS (SELECT 1 FROM {cond})), \
+         ev AS (INSERT INTO webhook_events (id, org_id, event_type, data, created_at) \
+            SELECT {event_id}, {org}, {event_type}, {data}, {now} WHERE EXISTS (SELECT 1 FROM hooks) \
+            RETURNING id), \
+         dlv AS (INSERT INTO webhook_deliveries (id, webhook_id, event_id, org_id, status, attempts, \
+            next_attempt_at, created_at, updated_at) \
+            SELECT gen_random_uuid(), hooks.webhook_id, ev.id, {org}, 'pending', 0, {now}, {now}, {now} \
+            FROM hooks, ev)"
+    )
+}
+
 /// A registered endpoint. Its secret is never read back (it is shown only at registration,
 /// and the delivery worker reads it with the delivery).
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use agentd::domain::OrgId;
 use agentd::skills::tasks::store::Tasks;
+use agentd::store::turns::{LeaseRequest, Leased};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -71,7 +72,7 @@ backend_test! {
         let runs = app.state.store.list_runs(&org, session.into()).await.unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].1, "completed");
-        let cps = app.state.store.list_checkpoints(session.into()).await.unwrap();
+        let cps = app.state.store.list_checkpoints(&org, session.into()).await.unwrap();
         assert_eq!(cps.iter().map(|c| (c.0, c.1, c.2)).collect::<Vec<_>>(), [(1, None, 1), (2, Some(1), 2)]);
 
         // The next turn sees the history.
@@ -449,7 +450,7 @@ async fn age_conversation(app: &TestApp, id: Uuid, ago: chrono::Duration) {
 }
 
 backend_test! {
-    async fn another_orgs_session_is_404_and_another_users_is_403(backend: Backend) {
+    async fn session_ids_are_scoped_to_their_org_and_another_users_is_403(backend: Backend) {
         let (app, _mock) = app_with_mock(backend, |_| {}).await;
         let key = booking_org(&app, "clinic", json!({})).await;
         let other = booking_org(&app, "other", json!({})).await;
@@ -458,9 +459,18 @@ backend_test! {
 
         let res = app.get(&format!("/api/v1/sessions/{session}/history")).header("X-API-Key", &other).send().await.unwrap();
         assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
-        // Reusing another org's session id does not reach into it.
-        let (status, _) = problem(app.chat(&other, "other", session, "hijack").await).await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
+        // A session id is scoped to its organisation: another org using the same id gets a
+        // session of its own, and neither sees the other's messages.
+        let res = app.chat(&other, "other", session, "theirs").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let mine = app.history(&key, session).await;
+        let theirs = app.history(&other, session).await;
+        assert_eq!(mine["messages"][0]["content"], "mine");
+        assert_eq!(theirs["messages"][0]["content"], "theirs");
+        assert_eq!(theirs["messages"].as_array().unwrap().len(), 2);
+        let res = app.client.delete(app.url(&format!("/api/v1/sessions/{session}"))).header("X-API-Key", &other).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(app.history(&key, session).await["messages"].as_array().unwrap().len(), 2);
 
         let alice = app.mint_token(&key, "alice").await;
         let bob = app.mint_token(&key, "bob").await;
@@ -473,5 +483,84 @@ backend_test! {
         assert_eq!(res.status(), StatusCode::OK);
         let res = app.get("/api/v1/appointments").bearer_auth(&alice).send().await.unwrap();
         assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+    }
+}
+
+/// Takes `session`'s turn lease as instance `owner` would have before it died mid-turn.
+async fn leave_a_lease(app: &TestApp, org: &str, session: Uuid, owner: &str, ttl: chrono::Duration) {
+    let org = OrgId::parse(org).unwrap();
+    let now = agentd::domain::now();
+    let taken = app
+        .state
+        .store
+        .take_lease(&LeaseRequest {
+            org: &org,
+            id: session.into(),
+            create: None,
+            token: Uuid::now_v7(),
+            owner,
+            now,
+            expires_at: now + ttl,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(taken, Leased::Taken { .. }), "{taken:?}");
+}
+
+backend_test! {
+    async fn a_restarted_instance_frees_the_leases_of_its_previous_life(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |s| s.instance_id = Some("instance-a".into())).await;
+        let key = booking_org(&app, "clinic", json!({"turn_policy": "reject"})).await;
+        let session = Uuid::new_v4();
+        assert_eq!(app.chat(&key, "clinic", session, "hello").await.status(), StatusCode::OK);
+        // The instance died mid-turn holding the lease (a long one, to be sure).
+        leave_a_lease(&app, "clinic", session, "instance-a", chrono::Duration::hours(1)).await;
+        let (status, body) = problem(app.chat(&key, "clinic", session, "anyone?").await).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("TURN_IN_PROGRESS")));
+
+        // The same instance starts again: its previous life's lease is freed at once.
+        let restarted = app.second_instance(|s| s.instance_id = Some("instance-a".into())).await;
+        assert_eq!(restarted.chat(&key, "clinic", session, "back").await.status(), StatusCode::OK);
+    }
+}
+
+backend_test! {
+    async fn a_dead_instances_lease_expires_within_its_ttl(backend: Backend) {
+        let (app, _mock) = app_with_mock(backend, |s| {
+            s.lease_ttl_seconds = 1;
+            s.turn_queue_timeout_seconds = 10;
+        })
+        .await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+        let session = Uuid::new_v4();
+        assert_eq!(app.chat(&key, "clinic", session, "hello").await.status(), StatusCode::OK);
+        leave_a_lease(&app, "clinic", session, "some-dead-instance", chrono::Duration::seconds(1)).await;
+        // Queued behind the dead lease, the turn runs as soon as it expires.
+        assert_eq!(app.chat(&key, "clinic", session, "still there?").await.status(), StatusCode::OK);
+    }
+}
+
+backend_test! {
+    async fn a_running_turn_keeps_its_lease_past_the_ttl(backend: Backend) {
+        let (app, mock) = app_with_mock(backend, |s| s.lease_ttl_seconds = 1).await;
+        let key = booking_org(&app, "clinic", json!({"turn_policy": "reject"})).await;
+        let other = app.second_instance(|s| s.lease_ttl_seconds = 1).await;
+        let session = Uuid::new_v4();
+        mock.script([Reply::Slow(Duration::from_millis(3000), Box::new(text("slow answer")))]);
+        let slow = {
+            let (app, key) = (&app, &key);
+            async move { app.chat(key, "clinic", session, "take your time").await.status() }
+        };
+        let meanwhile = async {
+            // Once the slow turn is with the model, wait well past the lease's TTL.
+            while mock.requests().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(1800)).await;
+            problem(other.chat(&key, "clinic", session, "me too").await).await
+        };
+        let (slow, (status, body)) = tokio::join!(slow, meanwhile);
+        assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("TURN_IN_PROGRESS")));
+        assert_eq!(slow, StatusCode::OK);
     }
 }

@@ -201,6 +201,17 @@ backend_test! {
         let original = parse_sse(&res.text().await.unwrap());
         assert_eq!(original.last().unwrap().data, live_events.last().unwrap().data);
 
+        // Finished runs leave the server's memory: a replay comes from the database, event
+        // for event what a live reader got.
+        assert!(app.state.agent.runs.is_empty());
+        let res = app.get(&format!("/api/v1/runs/{run_id}/stream")).header("X-API-Key", &key).send().await.unwrap();
+        let stored: Vec<Sse> = parse_sse(&res.text().await.unwrap()).into_iter().filter(|e| e.event != ":").collect();
+        let live: Vec<&Sse> = live_events.iter().filter(|e| e.event != ":").collect();
+        assert_eq!(stored.len(), live.len());
+        for (s, l) in stored.iter().zip(&live) {
+            assert_eq!((s.id, &s.event, &s.data), (l.id, &l.event, &l.data));
+        }
+
         // After the run: replay only, from Last-Event-ID on.
         let res = app.get(&format!("/api/v1/runs/{run_id}/stream")).header("X-API-Key", &key).header("Last-Event-ID", "2").send().await.unwrap();
         let replay: Vec<Sse> = parse_sse(&res.text().await.unwrap()).into_iter().filter(|e| e.event != ":").collect();
