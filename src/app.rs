@@ -74,7 +74,10 @@ pub async fn build_app_with_model(
         .release_owner_leases(&app.state.agent.settings.instance_id)
         .await?;
     if freed > 0 {
-        tracing::info!(leases = freed, "freed the turn leases of this instance's previous run");
+        tracing::info!(
+            leases = freed,
+            "freed the turn leases of this instance's previous run"
+        );
     }
     Ok(app)
 }

@@ -56,8 +56,6 @@ impl AgentSettings {
     }
 }
 
-
-
 /// Where a turn goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -159,7 +157,11 @@ impl Agent {
     /// conversation (its first event names it, and a refusal is an HTTP error before the
     /// stream starts). A panic ends the run as INTERNAL_ERROR; a streamed run always gets its
     /// final event.
-    pub async fn start(&self, req: TurnRequest, delivery: Delivery) -> Result<RunHandle, TurnError> {
+    pub async fn start(
+        &self,
+        req: TurnRequest,
+        delivery: Delivery,
+    ) -> Result<RunHandle, TurnError> {
         let run_id = RunId::new();
         let conversation_id = req.target.id();
         let log = match delivery {
@@ -201,7 +203,11 @@ impl Agent {
 
     /// Resolves a streamed turn's conversation, refuses a reused Idempotency-Key, and opens
     /// the run's log with its first event.
-    async fn open_stream(&self, req: &TurnRequest, run_id: RunId) -> Result<Arc<RunLog>, TurnError> {
+    async fn open_stream(
+        &self,
+        req: &TurnRequest,
+        run_id: RunId,
+    ) -> Result<Arc<RunLog>, TurnError> {
         let caller = Caller {
             org: &req.org.id,
             end_user: req.end_user.as_ref(),

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::domain::conversation::RunStatus;
+use crate::domain::conversation::{Run, RunStatus};
 use crate::domain::turn::TurnEvent;
 use crate::domain::{ConversationId, EndUserId, OrgId, RunId};
 
@@ -78,15 +78,12 @@ impl RunLog {
         self.append(&mut st, event);
     }
 
-    /// A finished run's log, from its stored events (for readers resuming after the end).
+    /// A finished run's log, from its record and stored events (for readers resuming after
+    /// the end).
     pub fn finished(
-        run_id: RunId,
         org_id: OrgId,
         end_user: Option<EndUserId>,
-        conversation_id: ConversationId,
-        started_at: DateTime<Utc>,
-        status: RunStatus,
-        finished_at: DateTime<Utc>,
+        run: &Run,
         events: Vec<TurnEvent>,
     ) -> Self {
         let events = events
@@ -96,15 +93,15 @@ impl RunLog {
             .collect::<Vec<_>>();
         let (notify, _) = watch::channel((events.len() as u64, true));
         Self {
-            run_id,
+            run_id: run.id,
             org_id,
             end_user,
-            conversation_id,
-            started_at,
+            conversation_id: run.conversation_id,
+            started_at: run.started_at,
             state: Mutex::new(LogState {
                 events,
-                status,
-                finished_at: Some(finished_at),
+                status: run.status,
+                finished_at: Some(run.finished_at),
             }),
             notify,
         }
@@ -182,7 +179,9 @@ impl RunHub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Arc<RunLog>>> {
-        self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How many runs are live.

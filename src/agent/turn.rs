@@ -194,7 +194,12 @@ impl Agent {
 
     /// Renews the turn's lease every third of its TTL, for as long as it is polled. Ends only
     /// when the lease is lost (someone else holds the conversation now): the turn must stop.
-    async fn keep_lease(&self, org: &crate::domain::OrgId, id: crate::domain::ConversationId, token: Uuid) {
+    async fn keep_lease(
+        &self,
+        org: &crate::domain::OrgId,
+        id: crate::domain::ConversationId,
+        token: Uuid,
+    ) {
         let every = (self.settings.lease_ttl / 3).max(Duration::from_millis(50));
         loop {
             tokio::time::sleep(every).await;
@@ -352,7 +357,12 @@ impl Agent {
     ) -> Result<Produced, TurnError> {
         let org = &req.org;
         let after = (conv.last_seq - i64::from(self.settings.history_window)).max(0);
-        let history = self.store.messages_after(&org.id, conv.id, after).await?;
+        // A new conversation has no history: no round trip for it.
+        let history = if conv.last_seq == 0 {
+            Vec::new()
+        } else {
+            self.store.messages_after(&org.id, conv.id, after).await?
+        };
         let context = TurnContext::new(Arc::clone(org), started_at);
 
         let mut messages = vec![ChatMessage::system(self.system_prompt(&context))];

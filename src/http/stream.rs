@@ -298,9 +298,9 @@ async fn get_run_stream(
     let run_id: RunId = path_id("id", &id)?;
     let log = match visible_run(&state, &principal, run_id)? {
         Some(live) => live,
-        None => stored_run(&state, &principal, run_id).await?.ok_or_else(|| {
-            ApiError::NotFound(format!("no streamed run {run_id}"))
-        })?,
+        None => stored_run(&state, &principal, run_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no streamed run {run_id}")))?,
     };
     let header_cursor = headers
         .get("last-event-id")
@@ -339,13 +339,9 @@ async fn stored_run(
         .as_deref()
         .and_then(|u| crate::domain::EndUserId::parse(u).ok());
     Ok(Some(Arc::new(RunLog::finished(
-        run_id,
         org.clone(),
         end_user,
-        run.conversation_id,
-        run.started_at,
-        run.status,
-        run.finished_at,
+        &run,
         events,
     ))))
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::webhooks::record_event;
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, on_pool, on_read};
 use crate::domain::conversation::{Conversation, ConversationKind, Message};
 use crate::domain::events::{ConversationCreatedData, EventType, SessionDeletedData};
 use crate::domain::page::{Page, PageRequest};
@@ -55,8 +55,35 @@ impl Store {
         end_user: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Conversation> {
-        // Most calls find the session: read first, so the common case is one round trip and
-        // the insert (with its event) runs in a transaction only once.
+        let title = format!("Chat {}", now.format("%Y-%m-%d %H:%M"));
+        if let Self::Postgres(pool) = self {
+            // One statement: insert unless it exists (with the event), or read what exists.
+            let sql = format!(
+                "WITH ins AS (\
+                    INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
+                    VALUES ($1, $2, 'session', $3, $4, $5, $5) ON CONFLICT (org_id, id) DO NOTHING \
+                    RETURNING {CONV_COLUMNS}), \
+                 {outbox} \
+                 SELECT * FROM ins UNION ALL SELECT {CONV_COLUMNS} FROM conversations \
+                 WHERE org_id = $2 AND id = $1 AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM ins)",
+                outbox = super::webhooks::outbox_ctes("ins", "$2", "$6", "$7", "$8", "$5"),
+            );
+            let data = created_data(id, ConversationKind::Session, end_user, &title, now);
+            let conv: Option<Conversation> = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(org.as_str())
+                .bind(end_user)
+                .bind(&title)
+                .bind(now)
+                .bind(EventType::CONVERSATION_CREATED.as_str())
+                .bind(Json(&data))
+                .bind(uuid::Uuid::now_v7())
+                .fetch_optional(pool)
+                .await?;
+            return conv.ok_or_else(|| StoreError::NotFound(format!("no session {id}")));
+        }
+        // SQLite: most calls find the session, so read first; the insert (with its event)
+        // runs in a transaction only once.
         if let Some(conv) = self.get_conversation(org, id).await? {
             return Ok(conv);
         }
@@ -64,7 +91,6 @@ impl Store {
             "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, updated_at) \
              VALUES ($1, $2, $6, $3, $4, $5, $5) ON CONFLICT (org_id, id) DO NOTHING RETURNING {CONV_COLUMNS}"
         );
-        let title = format!("Chat {}", now.format("%Y-%m-%d %H:%M"));
         let created: Option<Conversation> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let conv: Option<Conversation> = sqlx::query_as(&insert)
@@ -133,7 +159,7 @@ impl Store {
         let sql = format!(
             "SELECT {CONV_COLUMNS} FROM conversations WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self, pool => sqlx::query_as(&sql)
             .bind(id)
             .bind(org.as_str())
             .fetch_optional(pool)
@@ -155,7 +181,7 @@ impl Store {
              ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
         );
         let count = format!("SELECT COUNT(*) FROM conversations WHERE {cond}");
-        let (items, total) = on_pool!(self, pool => {
+        let (items, total) = on_read!(self, pool => {
             let items: Vec<Conversation> = sqlx::query_as(&sql)
                 .bind(org.as_str())
                 .bind(filter.end_user)
@@ -295,7 +321,7 @@ impl Store {
         org: &OrgId,
         id: ConversationId,
     ) -> StoreResult<Option<Option<String>>> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar(
+        Ok(on_read!(self, pool => sqlx::query_scalar(
             "SELECT end_user FROM conversations WHERE id = $1 AND org_id = $2")
             .bind(id)
             .bind(org.as_str())
@@ -317,7 +343,7 @@ impl Store {
             "SELECT {MSG_COLUMNS} FROM messages WHERE {cond} ORDER BY seq {order} LIMIT $3 OFFSET $4"
         );
         let count = format!("SELECT COUNT(*) FROM messages WHERE {cond}");
-        let (items, total) = on_pool!(self, pool => {
+        let (items, total) = on_read!(self, pool => {
             let items: Vec<Message> = sqlx::query_as(&sql)
                 .bind(conversation).bind(org.as_str()).bind(page.limit).bind(page.offset)
                 .fetch_all(pool).await?;

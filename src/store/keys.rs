@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
+use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool, on_read};
 use crate::domain::OrgId;
 
 /// An API key as listed to its owner: everything but the secret.
@@ -84,7 +84,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC, id"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self, pool => sqlx::query_as(&sql)
             .bind(org.as_str())
             .fetch_all(pool)
             .await)?)
@@ -115,7 +115,7 @@ impl Store {
     /// finds out which tenant it belongs to.
     pub async fn find_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<KeyCredential>> {
         let sql = "SELECT id, org_id, secret_hash, expires_at, revoked_at FROM api_keys WHERE prefix = $1";
-        Ok(on_pool!(self, pool => sqlx::query_as(sql)
+        Ok(on_read!(self, pool => sqlx::query_as(sql)
             .bind(prefix)
             .fetch_optional(pool)
             .await)?)

@@ -70,20 +70,47 @@ pub enum Backend {
 /// The database handle the whole server shares; cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$store` is.
+/// SQLite takes one writer at a time: writes go through a pool of one connection, where they
+/// queue in order (instead of contending for the file lock and backing off), and reads through
+/// a pool of their own, which WAL mode lets run beside the writer.
+#[derive(Debug, Clone)]
+pub struct SqlitePools {
+    pub write: SqlitePool,
+    pub read: SqlitePool,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$store` is: on
+/// SQLite, the writer. Statements that write, and transactions, go through this.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// Like [`on_pool!`] for statements that only read: on SQLite, a reader connection.
+macro_rules! on_read {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_read;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -107,12 +134,19 @@ impl Store {
                     })?;
                 }
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts)
+            // Writers queue for the one connection rather than fail: every write waits its
+            // turn on SQLite anyway, and a queue of short statements drains fast.
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.clone())
                 .await?;
-            Ok(Self::Sqlite(pool))
+            let read = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts.read_only(true))
+                .await?;
+            Ok(Self::Sqlite(SqlitePools { write, read }))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts =
                 PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
@@ -140,7 +174,7 @@ impl Store {
     /// Applies the pending migrations of this backend.
     pub async fn migrate(&self) -> StoreResult<()> {
         match self {
-            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Self::Sqlite(pools) => SQLITE_MIGRATIONS.run(&pools.write).await?,
             Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -153,7 +187,13 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await);
+        match self {
+            Self::Sqlite(pools) => {
+                pools.write.close().await;
+                pools.read.close().await;
+            }
+            Self::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
+use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool, on_read};
 use crate::domain::org::{Org, OrgDraft, OrgSettings};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::{OrgId, RateLimit, Tier};
@@ -93,7 +93,7 @@ impl Store {
 
     pub async fn get_org(&self, id: &OrgId) -> StoreResult<Option<Org>> {
         let sql = format!("SELECT {COLUMNS} FROM orgs WHERE id = $1");
-        let row: Option<OrgRow> = on_pool!(self, pool => sqlx::query_as(&sql)
+        let row: Option<OrgRow> = on_read!(self, pool => sqlx::query_as(&sql)
             .bind(id.as_str())
             .fetch_optional(pool)
             .await)?;
@@ -104,7 +104,7 @@ impl Store {
     pub async fn list_orgs(&self, page: PageRequest) -> StoreResult<Page<Org>> {
         let sql =
             format!("SELECT {COLUMNS} FROM orgs ORDER BY created_at DESC, id LIMIT $1 OFFSET $2");
-        let (rows, total): (Vec<OrgRow>, i64) = on_pool!(self, pool => {
+        let (rows, total): (Vec<OrgRow>, i64) = on_read!(self, pool => {
             let rows = sqlx::query_as(&sql).bind(page.limit).bind(page.offset).fetch_all(pool).await?;
             let total = sqlx::query_scalar("SELECT COUNT(*) FROM orgs").fetch_one(pool).await?;
             (rows, total)
@@ -118,7 +118,7 @@ impl Store {
 
     pub async fn count_orgs(&self) -> StoreResult<i64> {
         Ok(
-            on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            on_read!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
             .fetch_one(pool)
             .await)?,
         )
@@ -164,7 +164,7 @@ impl Store {
 
     /// Browser origins of every active organisation (for the CORS allow-list).
     pub async fn active_org_origins(&self) -> StoreResult<Vec<String>> {
-        let docs: Vec<Json<OrgSettings>> = on_pool!(self, pool => sqlx::query_scalar(
+        let docs: Vec<Json<OrgSettings>> = on_read!(self, pool => sqlx::query_scalar(
             "SELECT settings FROM orgs WHERE active = $1")
             .bind(true)
             .fetch_all(pool)

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
+use super::{Store, StoreError, StoreResult, is_unique_violation, on_pool, on_read};
 use crate::domain::{ConversationId, OrgId};
 
 impl Store {
@@ -16,7 +16,7 @@ impl Store {
         conversation: ConversationId,
         call_id: &str,
     ) -> StoreResult<Option<Value>> {
-        let row: Option<Json<Value>> = on_pool!(self, pool => sqlx::query_scalar(
+        let row: Option<Json<Value>> = on_read!(self, pool => sqlx::query_scalar(
             "SELECT result FROM tool_effects WHERE org_id = $1 AND conversation_id = $2 AND tool_call_id = $3")
             .bind(org.as_str()).bind(conversation).bind(call_id)
             .fetch_optional(pool).await)?;

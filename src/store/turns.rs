@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::conversations::{CONV_COLUMNS, MSG_COLUMNS, created_data};
 use super::webhooks::record_event;
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, on_pool, on_read};
 use crate::domain::chat::{Role, ToolCall, Usage};
 use crate::domain::conversation::{
     Conversation, ConversationKind, ConversationState, Message, Run, RunStatus,
@@ -215,14 +215,15 @@ impl Store {
                     .fetch_optional(pool)
                     .await?
             }
-            Self::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+            Self::Sqlite(pools) => {
                 let sql = format!(
                     "UPDATE conversations SET lease_token = $3, lease_owner = $4, lease_expires_at = $5 \
                      WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL \
                      AND (lease_token IS NULL OR lease_expires_at < $6) \
                      RETURNING {CONV_COLUMNS}, FALSE AS created"
                 );
+                // The common case is one statement; only a new session needs a transaction
+                // (the row and its event together).
                 let mut row: Option<LeasedRow> = sqlx::query_as(&sql)
                     .bind(r.org.as_str())
                     .bind(r.id)
@@ -230,9 +231,10 @@ impl Store {
                     .bind(r.owner)
                     .bind(r.expires_at)
                     .bind(r.now)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&pools.write)
                     .await?;
                 if let (None, Some(session)) = (&row, r.create) {
+                    let mut tx = pools.write.begin().await?;
                     let insert = format!(
                         "INSERT INTO conversations (id, org_id, kind, end_user, title, created_at, \
                          updated_at, lease_token, lease_owner, lease_expires_at) \
@@ -266,8 +268,8 @@ impl Store {
                             r.now
                         )?;
                     }
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
                 row
             }
         };
@@ -278,13 +280,11 @@ impl Store {
             });
         }
         // Held elsewhere, or gone: tell the two apart (the rare path).
-        Ok(
-            if self.get_conversation(r.org, r.id).await?.is_some() {
-                Leased::Busy
-            } else {
-                Leased::Missing
-            },
-        )
+        Ok(if self.get_conversation(r.org, r.id).await?.is_some() {
+            Leased::Busy
+        } else {
+            Leased::Missing
+        })
     }
 
     /// Gives the lease back (after a failed turn; a committed turn releases it in its commit).
@@ -350,7 +350,7 @@ impl Store {
             "SELECT {MSG_COLUMNS} FROM messages WHERE org_id = $1 AND conversation_id = $2 \
              AND seq > $3 AND deleted_at IS NULL ORDER BY seq"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self, pool => sqlx::query_as(&sql)
             .bind(org.as_str())
             .bind(conversation)
             .bind(after_seq)
@@ -443,8 +443,8 @@ impl Store {
                     .await?;
                 n
             }
-            Self::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+            Self::Sqlite(pools) => {
+                let mut tx = pools.write.begin().await?;
                 let updated = sqlx::query(
                     "UPDATE conversations SET last_seq = $3, message_count = message_count + $4, \
                      last_message_at = $5, state = $6, checkpoint_version = COALESCE($7, checkpoint_version), \
@@ -506,7 +506,9 @@ impl Store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 insert_run!(&mut *tx, t.org, &t.run)?;
-                if let (Some(key), Some(hash), Some(response)) = (idem_key, idem_hash, idem_response) {
+                if let (Some(key), Some(hash), Some(response)) =
+                    (idem_key, idem_hash, idem_response)
+                {
                     sqlx::query(
                         "INSERT INTO idempotency_keys (org_id, key, request_hash, response, conversation_id, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, key) DO UPDATE \
@@ -549,7 +551,7 @@ impl Store {
         key: &str,
         since: DateTime<Utc>,
     ) -> StoreResult<Option<(String, Value)>> {
-        let row: Option<(String, Json<Value>)> = on_pool!(self, pool => sqlx::query_as(
+        let row: Option<(String, Json<Value>)> = on_read!(self, pool => sqlx::query_as(
             "SELECT request_hash, response FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at > $3")
             .bind(org.as_str())
             .bind(key)
@@ -560,7 +562,7 @@ impl Store {
     }
 
     pub async fn get_run(&self, org: &OrgId, id: RunId) -> StoreResult<Option<Run>> {
-        Ok(on_pool!(self, pool => sqlx::query_as(
+        Ok(on_read!(self, pool => sqlx::query_as(
             "SELECT id, conversation_id, status, model, steps, prompt_tokens, completion_tokens, total_tokens, \
              error, started_at, finished_at FROM runs WHERE org_id = $1 AND id = $2")
             .bind(org.as_str())
@@ -571,7 +573,7 @@ impl Store {
 
     /// A finished streamed run's events, when they were kept.
     pub async fn run_events(&self, org: &OrgId, id: RunId) -> StoreResult<Option<Vec<TurnEvent>>> {
-        let row: Option<Option<Json<Vec<TurnEvent>>>> = on_pool!(self, pool => sqlx::query_scalar(
+        let row: Option<Option<Json<Vec<TurnEvent>>>> = on_read!(self, pool => sqlx::query_scalar(
             "SELECT events FROM runs WHERE org_id = $1 AND id = $2")
             .bind(org.as_str())
             .bind(id)
@@ -586,7 +588,7 @@ impl Store {
         org: &OrgId,
         conversation: ConversationId,
     ) -> StoreResult<Vec<(RunId, String, Option<String>)>> {
-        Ok(on_pool!(self, pool => sqlx::query_as(
+        Ok(on_read!(self, pool => sqlx::query_as(
             "SELECT id, status, error FROM runs WHERE org_id = $1 AND conversation_id = $2 ORDER BY started_at, id")
             .bind(org.as_str())
             .bind(conversation)
@@ -600,7 +602,7 @@ impl Store {
         org: &OrgId,
         conversation: ConversationId,
     ) -> StoreResult<Vec<(i64, Option<i64>, i64, Json<ConversationState>)>> {
-        Ok(on_pool!(self, pool => sqlx::query_as(
+        Ok(on_read!(self, pool => sqlx::query_as(
             "SELECT version, parent_version, step, state FROM checkpoints \
              WHERE org_id = $1 AND conversation_id = $2 ORDER BY version")
             .bind(org.as_str())

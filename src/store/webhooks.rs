@@ -14,7 +14,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, StoreResult, on_pool};
+use super::{Backend, Store, StoreError, StoreResult, on_pool, on_read};
 use crate::domain::OrgId;
 use crate::domain::events::EventType;
 use crate::domain::page::{Page, PageRequest};
@@ -279,7 +279,7 @@ impl Store {
     /// How many endpoints `org` has (the API caps it).
     pub async fn count_webhooks(&self, org: &OrgId) -> StoreResult<i64> {
         Ok(
-            on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
+            on_read!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
             .bind(org.as_str()).fetch_one(pool).await)?,
         )
     }
@@ -322,7 +322,7 @@ impl Store {
         let sql = format!(
             "SELECT {HOOK_COLUMNS} FROM webhooks WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
-        let (rows, total, subs) = on_pool!(self, pool => {
+        let (rows, total, subs) = on_read!(self, pool => {
             let rows: Vec<WebhookRow> = sqlx::query_as(&sql)
                 .bind(org.as_str()).bind(page.limit).bind(page.offset).fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
@@ -350,7 +350,7 @@ impl Store {
     /// An endpoint of `org`; another org's id is `None`, like an unknown one.
     pub async fn get_webhook(&self, org: &OrgId, id: Uuid) -> StoreResult<Option<Webhook>> {
         let sql = format!("SELECT {HOOK_COLUMNS} FROM webhooks WHERE id = $1 AND org_id = $2");
-        let (row, types) = on_pool!(self, pool => {
+        let (row, types) = on_read!(self, pool => {
             let row: Option<WebhookRow> = sqlx::query_as(&sql)
                 .bind(id).bind(org.as_str()).fetch_optional(pool).await?;
             let types: Vec<String> = sqlx::query_scalar(
@@ -418,7 +418,7 @@ impl Store {
             "SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE webhook_id = $1 AND org_id = $2 \
              ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
         );
-        let (items, total) = on_pool!(self, pool => {
+        let (items, total) = on_read!(self, pool => {
             let items: Vec<DeliveryAttempt> = sqlx::query_as(&sql)
                 .bind(webhook).bind(org.as_str()).bind(page.limit).bind(page.offset).fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar(

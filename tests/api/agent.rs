@@ -430,7 +430,8 @@ async fn age_conversation(app: &TestApp, id: Uuid, ago: chrono::Duration) {
     let then = chrono::Utc::now() - ago;
     let sql = "UPDATE conversations SET updated_at = $1 WHERE id = $2";
     match &app.state.store {
-        agentd::store::Store::Sqlite(p) => {
+        agentd::store::Store::Sqlite(pools) => {
+            let p = &pools.write;
             sqlx::query(sql)
                 .bind(then)
                 .bind(id)
@@ -487,7 +488,13 @@ backend_test! {
 }
 
 /// Takes `session`'s turn lease as instance `owner` would have before it died mid-turn.
-async fn leave_a_lease(app: &TestApp, org: &str, session: Uuid, owner: &str, ttl: chrono::Duration) {
+async fn leave_a_lease(
+    app: &TestApp,
+    org: &str,
+    session: Uuid,
+    owner: &str,
+    ttl: chrono::Duration,
+) {
     let org = OrgId::parse(org).unwrap();
     let now = agentd::domain::now();
     let taken = app

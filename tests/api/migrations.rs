@@ -32,7 +32,7 @@ async fn migrate_before(store: &Store, version: &str) {
     }
     let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
     match store {
-        Store::Sqlite(pool) => migrator.run(pool).await.unwrap(),
+        Store::Sqlite(pools) => migrator.run(&pools.write).await.unwrap(),
         Store::Postgres(pool) => migrator.run(pool).await.unwrap(),
     }
 }
@@ -41,7 +41,7 @@ async fn migrate_before(store: &Store, version: &str) {
 macro_rules! exec {
     ($store:expr, $sql:expr $(, $bind:expr)*) => {
         match $store {
-            Store::Sqlite(pool) => { sqlx::query($sql)$(.bind($bind))*.execute(pool).await.unwrap(); }
+            Store::Sqlite(pools) => { sqlx::query($sql)$(.bind($bind))*.execute(&pools.write).await.unwrap(); }
             Store::Postgres(pool) => { sqlx::query($sql)$(.bind($bind))*.execute(pool).await.unwrap(); }
         }
     };
@@ -50,9 +50,9 @@ macro_rules! exec {
 /// A JSON column of one row.
 async fn json_of(store: &Store, sql: &str, id: Uuid) -> Value {
     let v: Json<Value> = match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql)
+        Store::Sqlite(pools) => sqlx::query_scalar(sql)
             .bind(id)
-            .fetch_one(pool)
+            .fetch_one(&pools.write)
             .await
             .unwrap(),
         Store::Postgres(pool) => sqlx::query_scalar(sql)
@@ -106,7 +106,7 @@ backend_test! {
         // The session's task now goes with the session.
         exec!(&store, "DELETE FROM conversations WHERE id = $1", conv);
         let tasks: i64 = match &store {
-            Store::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(pool).await.unwrap(),
+            Store::Sqlite(pools) => sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(&pools.write).await.unwrap(),
             Store::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(pool).await.unwrap(),
         };
         assert_eq!(tasks, 0);

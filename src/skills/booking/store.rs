@@ -11,7 +11,7 @@ use super::{APPOINTMENT_CANCELLED, APPOINTMENT_CREATED, APPOINTMENT_RESCHEDULED}
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::{ConversationId, OrgId};
 use crate::store::webhooks::record_event;
-use crate::store::{Store, StoreError, StoreResult, is_unique_violation, on_pool};
+use crate::store::{Store, StoreError, StoreResult, is_unique_violation, on_pool, on_read};
 
 /// Granularity of the slot table: an appointment occupies every 5-minute slot it overlaps.
 pub const SLOT_MINUTES: i64 = 5;
@@ -176,7 +176,7 @@ impl Bookings<'_> {
             "SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND confirmation_number = $2 \
              AND (end_user = $3 OR conversation_id = $4)"
         );
-        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(confirmation).bind(user).bind(conversation)
             .fetch_optional(pool).await)?)
     }
@@ -189,7 +189,7 @@ impl Bookings<'_> {
         let sql = format!(
             "SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND confirmation_number = $2"
         );
-        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(confirmation)
             .fetch_optional(pool).await)?)
     }
@@ -200,7 +200,7 @@ impl Bookings<'_> {
         id: Uuid,
     ) -> StoreResult<Option<Appointment>> {
         let sql = format!("SELECT {APPT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2");
-        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(id)
             .fetch_optional(pool).await)?)
     }
@@ -218,7 +218,7 @@ impl Bookings<'_> {
             "SELECT {APPT_COLUMNS} FROM appointments WHERE {cond} ORDER BY start_at, id LIMIT $5 OFFSET $6"
         );
         let count = format!("SELECT COUNT(*) FROM appointments WHERE {cond}");
-        let (items, total) = on_pool!(self.0, pool => {
+        let (items, total) = on_read!(self.0, pool => {
             let items: Vec<Appointment> = sqlx::query_as(&sql)
                 .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to).bind(page.limit).bind(page.offset)
                 .fetch_all(pool).await?;
@@ -237,7 +237,7 @@ impl Bookings<'_> {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<DateTime<Utc>>> {
-        Ok(on_pool!(self.0, pool => sqlx::query_scalar(
+        Ok(on_read!(self.0, pool => sqlx::query_scalar(
             "SELECT slot_at FROM appointment_slots WHERE org_id = $1 AND slot_at >= $2 AND slot_at < $3 ORDER BY slot_at")
             .bind(org.as_str()).bind(from).bind(to)
             .fetch_all(pool).await)?)

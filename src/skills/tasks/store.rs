@@ -6,7 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{ConversationId, OrgId};
-use crate::store::{Store, StoreResult, on_pool};
+use crate::store::{Store, StoreResult, on_pool, on_read};
 
 /// A task as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -56,7 +56,7 @@ impl Tasks<'_> {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE org_id = $1 AND owner = $2 AND ($3 IS NULL OR status = $3) \
              ORDER BY created_at, id LIMIT 500"
         );
-        Ok(on_pool!(self.0, pool => sqlx::query_as(&sql)
+        Ok(on_read!(self.0, pool => sqlx::query_as(&sql)
             .bind(org.as_str()).bind(owner).bind(status)
             .fetch_all(pool).await)?)
     }
