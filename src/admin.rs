@@ -139,6 +139,9 @@ pub async fn create_key(store: &Store, org: &OrgId, req: &NewApiKey) -> AdminRes
                 name,
                 prefix: &generated.prefix,
                 secret_hash: &hash,
+                fingerprint: Some(&crate::auth::fingerprint_hex(&api_keys::fingerprint(
+                    &generated.plaintext,
+                ))),
                 created_at: now,
                 expires_at: req.expires_at,
             },

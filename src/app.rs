@@ -21,7 +21,7 @@ use crate::cors::CorsOrigins;
 use crate::domain::events::{EventCatalog, EventType};
 use crate::domain::page::PageRequest;
 use crate::metrics::Metrics;
-use crate::rate_limit::OrgRateLimiter;
+use crate::rate_limit::{AuthFailureLimiter, OrgRateLimiter};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -151,6 +151,7 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
             crate::webhooks::WebhookSettings::from_settings(&settings),
         ),
         limiter: OrgRateLimiter::new(settings.rate_limit_end_user_share),
+        auth_failures: AuthFailureLimiter::new(settings.auth_failures_per_minute),
         settings: Arc::new(settings),
         store,
         auth,
@@ -240,6 +241,22 @@ impl App {
                 }
             }
         });
+        // Revocations and org changes made anywhere reach this instance's caches.
+        let state = self.state.clone();
+        self.state.tasks.spawn(async move {
+            let every = Duration::from_millis(state.settings.auth_sync_interval_ms.max(50));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break,
+                    _ = tick.tick() => match state.auth.sync_once().await {
+                        Ok(orgs) if !orgs.is_empty() => state.cors.reload(&state.store).await,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %crate::telemetry::cause_chain(&e), "could not read the auth change log"),
+                    },
+                }
+            }
+        });
         let worker = self.state.webhooks.clone();
         self.state
             .tasks
@@ -253,7 +270,12 @@ impl App {
                     () = state.shutdown.cancelled() => break,
                     _ = tick.tick() => {
                         state.limiter.housekeeping();
+                        state.auth_failures.housekeeping();
                         state.cors.reload(&state.store).await;
+                        let old = crate::domain::now() - chrono::Duration::days(1);
+                        if let Err(e) = state.store.prune_auth_changes(old).await {
+                            tracing::warn!(error = %crate::telemetry::cause_chain(&e), "could not prune the auth change log");
+                        }
                     }
                 }
             }
@@ -276,7 +298,8 @@ impl App {
             tracing::info!("shutting down: finishing in-flight requests");
             shutdown.cancel();
         };
-        let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(signal);
         let cancelled = state.shutdown.clone();
         let result = tokio::select! {
             r = server => r.map_err(StartError::Serve),

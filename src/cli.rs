@@ -260,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = JwtKeys::new(secret.expose().as_bytes()).mint(
                 org.as_str(),
                 sub.as_str(),
+                None,
                 now,
                 exp,
             )?;
@@ -403,7 +404,7 @@ async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
                 .revoke_key(&org_id(&org)?, key_id, crate::domain::now())
                 .await?;
             out(&format!(
-                "revoked key {} ({}); running servers drop it within AUTH_CACHE_TTL_SECONDS",
+                "revoked key {} ({}); running servers drop it (and the tokens it minted) within a second",
                 key.id, key.name
             ))
         }

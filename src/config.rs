@@ -215,8 +215,9 @@ pub struct Settings {
     )]
     pub session_sweep_interval_seconds: u64,
 
-    /// Seconds a verified API key (and an org's settings) stay cached. Bounds how long a
-    /// revocation or deactivation made on another instance takes to reach this one.
+    /// Seconds an API key's row (and an org's settings) stay cached. A backstop only:
+    /// revocations and org changes reach every instance through the change log within
+    /// AUTH_SYNC_INTERVAL_MS.
     #[arg(
         long,
         env = "AUTH_CACHE_TTL_SECONDS",
@@ -224,6 +225,31 @@ pub struct Settings {
         global = true
     )]
     pub auth_cache_ttl_seconds: u64,
+
+    /// Milliseconds between reads of the change log (revocations, org changes) that every
+    /// instance follows to drop what it cached.
+    #[arg(
+        long,
+        env = "AUTH_SYNC_INTERVAL_MS",
+        default_value_t = 500,
+        global = true
+    )]
+    pub auth_sync_interval_ms: u64,
+
+    /// Failed authentications a client address may make per minute; past that it gets 429
+    /// with Retry-After for every credential until its allowance refills.
+    #[arg(
+        long,
+        env = "AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 30,
+        global = true
+    )]
+    pub auth_failures_per_minute: u32,
+
+    /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client; the
+    /// address rate limits count failures against. Empty: the connection's peer address.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 
     /// Fraction (0..1] of an organisation's quota one end user may use on their own.
     #[arg(
@@ -314,6 +340,9 @@ impl Settings {
             turn_queue_timeout_seconds: 30,
             session_sweep_interval_seconds: 300,
             lease_ttl_seconds: 10,
+            auth_sync_interval_ms: 500,
+            auth_failures_per_minute: 30,
+            trusted_proxies: Vec::new(),
             instance_id: None,
             sse_keepalive_seconds: 15,
             auth_cache_ttl_seconds: 30,

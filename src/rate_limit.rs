@@ -175,9 +175,86 @@ impl OrgRateLimiter {
     }
 }
 
+/// Failed authentications per client address. Within the allowance failures cost nothing
+/// more; past it, the address gets `429` for every credential it presents — right or wrong,
+/// API key, token or admin token — until the allowance refills, so guessing is slow whatever
+/// is guessed.
+#[derive(Clone)]
+pub struct AuthFailureLimiter {
+    limiter: Arc<
+        governor::RateLimiter<
+            std::net::IpAddr,
+            DefaultKeyedStateStore<std::net::IpAddr>,
+            DefaultClock,
+        >,
+    >,
+    /// Addresses past their allowance, until when.
+    blocked: moka::sync::Cache<std::net::IpAddr, std::time::Instant>,
+}
+
+impl AuthFailureLimiter {
+    /// `per_minute` failures a minute, all at once if need be.
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: Arc::new(governor::RateLimiter::keyed(Quota::per_minute(per_minute))),
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+        }
+    }
+
+    /// Seconds `ip` must wait before presenting a credential again, if it is blocked.
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let until = self.blocked.get(&ip)?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            self.blocked.invalidate(&ip);
+            None
+        } else {
+            Some(ceil_secs(left).max(1))
+        }
+    }
+
+    /// Counts a failed authentication from `ip`; the seconds to wait when that was one too
+    /// many.
+    pub fn failed(&self, ip: std::net::IpAddr) -> Option<u64> {
+        match self.limiter.check_key(&ip) {
+            Ok(()) => None,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                self.blocked.insert(ip, std::time::Instant::now() + wait);
+                Some(ceil_secs(wait).max(1))
+            }
+        }
+    }
+
+    /// Forgets addresses whose allowance is whole again.
+    pub fn housekeeping(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_past_the_allowance_block_the_address() {
+        let l = AuthFailureLimiter::new(3);
+        let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let other: std::net::IpAddr = "203.0.113.8".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(l.failed(ip), None);
+        }
+        assert_eq!(l.blocked(ip), None);
+        let wait = l.failed(ip).unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(l.blocked(ip).is_some());
+        assert_eq!(l.blocked(other), None);
+    }
 
     fn org(id: &str) -> OrgId {
         OrgId::parse(id).unwrap()

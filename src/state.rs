@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::cors::CorsOrigins;
 use crate::domain::events::EventCatalog;
 use crate::metrics::Metrics;
-use crate::rate_limit::OrgRateLimiter;
+use crate::rate_limit::{AuthFailureLimiter, OrgRateLimiter};
 use crate::store::Store;
 
 /// Everything handlers share; cheap to clone.
@@ -23,6 +23,8 @@ pub struct AppState {
     pub store: Store,
     pub auth: Authenticator,
     pub limiter: OrgRateLimiter,
+    /// Failed authentications per client address.
+    pub auth_failures: AuthFailureLimiter,
     pub metrics: Arc<Metrics>,
     pub cors: CorsOrigins,
     pub agent: Agent,

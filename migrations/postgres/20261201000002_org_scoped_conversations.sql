@@ -50,14 +50,14 @@ ALTER TABLE tool_effects ADD PRIMARY KEY (org_id, conversation_id, tool_call_id)
 ALTER TABLE tool_effects ADD FOREIGN KEY (org_id, conversation_id)
     REFERENCES conversations (org_id, id) ON DELETE CASCADE;
 
--- Listing an org's conversations, newest first; the idle-session sweep; a restarted
--- instance's leases.
+-- Listing an org's conversations, newest first (also how the sweeper finds sessions old
+-- enough to be idle). No index covers a column a turn changes (updated_at, the lease; the
+-- sweep index on updated_at goes), and pages keep room to spare, so a turn's update of its
+-- conversation row is a HOT update: no index entries, no bloat on a busy conversation.
 DROP INDEX conversations_org_created;
 CREATE INDEX conversations_org_created ON conversations (org_id, created_at DESC, id DESC);
 DROP INDEX conversations_sweep;
-CREATE INDEX conversations_sweep ON conversations (org_id, kind, updated_at);
-CREATE INDEX conversations_lease_owner ON conversations (lease_owner)
-    WHERE lease_owner IS NOT NULL;
+ALTER TABLE conversations SET (fillfactor = 80);
 DROP INDEX runs_conversation;
 CREATE INDEX runs_conversation ON runs (org_id, conversation_id, started_at);
 

@@ -144,12 +144,10 @@ DROP TABLE checkpoints_old;
 DROP TABLE messages_old;
 DROP TABLE conversations_old;
 
--- Listing an org's conversations, newest first; the idle-session sweep; a restarted
--- instance's leases.
+-- Listing an org's conversations, newest first (also how the sweeper finds sessions old
+-- enough to be idle). No index covers a column a turn changes (updated_at, the lease), so that
+-- PostgreSQL's twin can update the row in place on every turn.
 CREATE INDEX conversations_org_created ON conversations (org_id, created_at DESC, id DESC);
-CREATE INDEX conversations_sweep ON conversations (org_id, kind, updated_at);
-CREATE INDEX conversations_lease_owner ON conversations (lease_owner)
-    WHERE lease_owner IS NOT NULL;
 CREATE INDEX runs_conversation ON runs (org_id, conversation_id, started_at);
 
 DROP INDEX tasks_conversation;

@@ -23,6 +23,12 @@ pub struct Claims {
     /// Set on stream tokens only: the one run whose event stream the token may read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<crate::domain::RunId>,
+    /// The API key that minted the token: it dies with the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<uuid::Uuid>,
+    /// Not valid before (seconds since the epoch), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,6 +58,8 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        // `nbf` is checked when present (with the same leeway).
+        validation.validate_nbf = true;
         validation.set_issuer(&[ISSUER]);
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -60,15 +68,17 @@ impl JwtKeys {
         }
     }
 
-    /// Mints a token for `sub` in `org`, valid until `exp`.
+    /// Mints a token for `sub` in `org`, valid until `exp`; `kid` names the API key that
+    /// minted it (the token dies with the key).
     pub fn mint(
         &self,
         org: &str,
         sub: &str,
+        kid: Option<uuid::Uuid>,
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.sign(org, sub, None, now, exp)
+        self.sign(org, sub, None, kid, now, exp)
     }
 
     /// Mints a stream token: reads the events of run `run` only (for browsers' EventSource,
@@ -78,10 +88,11 @@ impl JwtKeys {
         org: &str,
         sub: &str,
         run: crate::domain::RunId,
+        kid: Option<uuid::Uuid>,
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.sign(org, sub, Some(run), now, exp)
+        self.sign(org, sub, Some(run), kid, now, exp)
     }
 
     fn sign(
@@ -89,6 +100,7 @@ impl JwtKeys {
         org: &str,
         sub: &str,
         run: Option<crate::domain::RunId>,
+        kid: Option<uuid::Uuid>,
         now: DateTime<Utc>,
         exp: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -99,6 +111,8 @@ impl JwtKeys {
             exp: exp.timestamp(),
             iss: ISSUER.to_owned(),
             run,
+            kid,
+            nbf: Some(now.timestamp()),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -125,10 +139,20 @@ mod tests {
         let keys = JwtKeys::new(b"test-secret");
         let now = Utc::now();
         let t = keys
-            .mint("acme", "user-1", now, now + Duration::minutes(5))
+            .mint("acme", "user-1", None, now, now + Duration::minutes(5))
             .unwrap();
         let c = keys.verify(&t).unwrap();
         assert_eq!((c.org.as_str(), c.sub.as_str()), ("acme", "user-1"));
+    }
+
+    #[test]
+    fn a_token_is_not_valid_before_its_nbf() {
+        let keys = JwtKeys::new(b"test-secret");
+        let later = Utc::now() + Duration::minutes(10);
+        let t = keys
+            .mint("acme", "u", None, later, later + Duration::minutes(5))
+            .unwrap();
+        assert_eq!(keys.verify(&t).unwrap_err(), TokenError::Invalid);
     }
 
     #[test]
@@ -139,6 +163,7 @@ mod tests {
             .mint(
                 "acme",
                 "u",
+                None,
                 now - Duration::hours(2),
                 now - Duration::hours(1),
             )
@@ -150,7 +175,7 @@ mod tests {
     fn a_token_signed_with_another_secret_is_invalid() {
         let now = Utc::now();
         let t = JwtKeys::new(b"other")
-            .mint("acme", "u", now, now + Duration::minutes(5))
+            .mint("acme", "u", None, now, now + Duration::minutes(5))
             .unwrap();
         assert_eq!(
             JwtKeys::new(b"test-secret").verify(&t).unwrap_err(),

@@ -66,7 +66,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 
 /// Drops what this instance cached about an org after a change, so it applies at once.
 async fn org_changed(state: &AppState, id: &OrgId) {
-    state.auth.evict_org(id);
+    state.auth.evict_org(id).await;
     state.cors.reload(&state.store).await;
 }
 
@@ -235,6 +235,6 @@ async fn revoke_key(
         .store
         .revoke_key(&id, key_id, crate::domain::now())
         .await?;
-    state.auth.evict_key(&key.prefix);
+    state.auth.evict_key(&key.prefix, key.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,12 +1,16 @@
 //! The authentication layers: `authenticate` for the tenant API (API key or end-user JWT, then
-//! the org's rate limit) and `require_admin` for the admin API.
+//! the org's rate limit) and `require_admin` for the admin API. Both count failed credentials
+//! per client address: past the allowance (AUTH_FAILURES_PER_MINUTE) an address gets `429`
+//! with `Retry-After` for any credential until it refills.
 
 use crate::auth::{Principal, is_admin_token};
 use crate::domain::RunId;
 use crate::http::error::ApiError;
 use crate::rate_limit::Decision;
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -67,9 +71,56 @@ async fn resolve_headers(state: &AppState, headers: &HeaderMap) -> Result<Princi
     }
 }
 
+/// The client's address: the connection's peer, or — when the peer is a trusted proxy — the
+/// nearest address in `X-Forwarded-For` that is not one. `None` without a connection (the
+/// router driven in-process).
+fn client_address(state: &AppState, req: &Request) -> Option<IpAddr> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let trusted = &state.settings.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !trusted.contains(a))
+            .unwrap_or(peer),
+    )
+}
+
+/// `429` for an address past its failed-credential allowance.
+fn too_many_failures(retry_after_secs: u64) -> Response {
+    ApiError::RateLimited { retry_after_secs }.into_response()
+}
+
+/// Counts a refused credential against the client's address. (A request that presents none
+/// is not a guess, and is not counted.)
+fn count_failure(state: &AppState, ip: Option<IpAddr>, refused: Response) -> Response {
+    match ip.and_then(|ip| state.auth_failures.failed(ip)) {
+        Some(wait) => too_many_failures(wait),
+        None => refused,
+    }
+}
+
 /// Resolves the caller into a [`Principal`], charges the org's quota and reports it in the
 /// `RateLimit-*` headers (and the `X-RateLimit-*` twins) of whatever the handler answers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = client_address(&state, &req);
+    if let Some(wait) = ip.and_then(|ip| state.auth_failures.blocked(ip)) {
+        return too_many_failures(wait);
+    }
+    let presented = req.headers().contains_key(API_KEY_HEADER)
+        || req.headers().contains_key(header::AUTHORIZATION)
+        || presented_stream_token(&req).is_some();
     let resolved = match presented_stream_token(&req) {
         Some((run_id, token)) => state
             .auth
@@ -80,6 +131,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let principal = match resolved {
         Ok(p) => p,
+        Err(e @ (ApiError::Unauthorized(_) | ApiError::TokenExpired)) if presented => {
+            return count_failure(&state, ip, e.into_response());
+        }
         Err(e) => return e.into_response(),
     };
     let decision = state.limiter.check(
@@ -124,9 +178,17 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
         )
         .into_response();
     };
+    let ip = client_address(&state, &req);
+    if let Some(wait) = ip.and_then(|ip| state.auth_failures.blocked(ip)) {
+        return too_many_failures(wait);
+    }
     match bearer(req.headers()) {
         Some(t) if is_admin_token(t, &expected) => next.run(req).await,
-        Some(_) => ApiError::Unauthorized("The admin token is wrong.").into_response(),
+        Some(_) => count_failure(
+            &state,
+            ip,
+            ApiError::Unauthorized("The admin token is wrong.").into_response(),
+        ),
         None => {
             ApiError::Unauthorized("Admin token required: Authorization: Bearer <ADMIN_TOKEN>.")
                 .into_response()

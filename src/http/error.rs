@@ -344,6 +344,9 @@ impl From<AuthError> for ApiError {
             AuthError::OrgInactive => Self::OrgInactive,
             AuthError::OrgNotFound(id) => Self::NotFound(format!("no organisation {id}")),
             AuthError::Store(e) => e.into(),
+            AuthError::Unavailable => {
+                Self::Unavailable("The database is unreachable; retry shortly.".to_owned())
+            }
             e @ AuthError::Internal(_) => Self::internal(e),
         }
     }

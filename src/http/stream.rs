@@ -186,6 +186,7 @@ async fn start_streamed_turn(
             principal.org_id().as_str(),
             &sub,
             handle.run_id,
+            principal.minting_key(),
             now,
             now + STREAM_TOKEN_TTL,
         )

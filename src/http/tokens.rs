@@ -89,7 +89,13 @@ async fn create_token(
     let token = state
         .auth
         .jwt()
-        .mint(principal.org_id().as_str(), user.as_str(), now, expires_at)
+        .mint(
+            principal.org_id().as_str(),
+            user.as_str(),
+            principal.minting_key(),
+            now,
+            expires_at,
+        )
         .map_err(ApiError::internal)?;
     Ok((
         axum::http::StatusCode::CREATED,
@@ -126,7 +132,7 @@ pub struct Me {
 async fn get_me(principal: Principal) -> axum::Json<Me> {
     let (credential, key_id) = match principal.credential {
         Credential::ApiKey { key_id } => ("api_key", Some(key_id)),
-        Credential::EndUserToken => ("end_user_token", None),
+        Credential::EndUserToken { .. } => ("end_user_token", None),
         Credential::StreamToken { .. } => ("stream_token", None),
     };
     axum::Json(Me {

@@ -393,9 +393,12 @@ impl Store {
         now: DateTime<Utc>,
         batch: i64,
     ) -> StoreResult<u64> {
-        let idle: Vec<ConversationId> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE org_id = $1 AND kind = $4 AND updated_at < $2 \
-             ORDER BY updated_at LIMIT $3")
+        // A session idle since `idle_before` was created before it: walk the org's oldest
+        // conversations by the creation index (no index on updated_at, which every turn
+        // changes: see the migration).
+        let idle: Vec<ConversationId> = on_read!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE org_id = $1 AND created_at < $2 AND kind = $4 \
+             AND updated_at < $2 ORDER BY created_at, id LIMIT $3")
             .bind(org.as_str()).bind(idle_before).bind(batch).bind(ConversationKind::Session.as_str())
             .fetch_all(pool).await)?;
         let mut erased = 0;

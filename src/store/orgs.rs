@@ -138,18 +138,31 @@ impl Store {
              rate_limit_window_seconds = $7, settings = $8, updated_at = $9, version = version + 1 \
              WHERE id = $1 AND version = $2 RETURNING {COLUMNS}"
         );
-        let row: Option<OrgRow> = on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(id.as_str())
-            .bind(expected_version)
-            .bind(&d.name)
-            .bind(d.active)
-            .bind(d.tier.as_str())
-            .bind(i64::from(d.rate_limit.requests))
-            .bind(i64::from(d.rate_limit.window_seconds))
-            .bind(Json(&d.settings))
-            .bind(now)
-            .fetch_optional(pool)
-            .await)?;
+        let row: Option<OrgRow> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row: Option<OrgRow> = sqlx::query_as(&sql)
+                .bind(id.as_str())
+                .bind(expected_version)
+                .bind(&d.name)
+                .bind(d.active)
+                .bind(d.tier.as_str())
+                .bind(i64::from(d.rate_limit.requests))
+                .bind(i64::from(d.rate_limit.window_seconds))
+                .bind(Json(&d.settings))
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                // Every instance drops its cached copy within a second (auth_changes).
+                sqlx::query("INSERT INTO auth_changes (kind, org_id, created_at) VALUES ('org', $1, $2)")
+                    .bind(id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            row
+        });
         match row {
             Some(row) => row.try_into(),
             None => match self.get_org(id).await? {

@@ -328,7 +328,8 @@ impl Store {
     }
 
     /// Frees every lease `owner` holds: what this instance held in a previous life (before a
-    /// crash or kill), so its sessions take turns again at once.
+    /// crash or kill), so its sessions take turns again at once. Once per start; it scans the
+    /// table, since no index may cover the lease columns (see the migration).
     pub async fn release_owner_leases(&self, owner: &str) -> StoreResult<u64> {
         Ok(on_pool!(self, pool => sqlx::query(
             "UPDATE conversations SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \

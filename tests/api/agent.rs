@@ -428,7 +428,8 @@ backend_test! {
 /// Pretends a conversation was last active `ago`.
 async fn age_conversation(app: &TestApp, id: Uuid, ago: chrono::Duration) {
     let then = chrono::Utc::now() - ago;
-    let sql = "UPDATE conversations SET updated_at = $1 WHERE id = $2";
+    // Time passing: the conversation was created and last active `ago`.
+    let sql = "UPDATE conversations SET created_at = $1, updated_at = $1 WHERE id = $2";
     match &app.state.store {
         agentd::store::Store::Sqlite(pools) => {
             let p = &pools.write;
