@@ -19,8 +19,9 @@ pub struct Database {
     pub url: String,
     /// Where it lives, for the report (a path, or a database name and host).
     pub label: String,
-    /// PostgreSQL on this machine: its processes' CPU time can be read from /proc.
-    pub local_postgres: bool,
+    /// The PostgreSQL database's name when the server is on this machine, so its processes'
+    /// CPU time can be read from /proc.
+    pub local_postgres: Option<String>,
     /// The engine's version, for the report.
     pub version: String,
     /// Removed at the end unless `--keep`.
@@ -53,7 +54,7 @@ impl Database {
                 version: sqlite_version(&url).await?,
                 url,
                 label: path.display().to_string(),
-                local_postgres: false,
+                local_postgres: None,
                 cleanup: Cleanup::Directory,
             });
         };
@@ -63,7 +64,7 @@ impl Database {
                 version: sqlite_version(url).await?,
                 url: url.to_owned(),
                 label: url.to_owned(),
-                local_postgres: false,
+                local_postgres: None,
                 cleanup: Cleanup::Nothing,
             });
         }
@@ -72,7 +73,7 @@ impl Database {
             matches!(parsed.scheme(), "postgres" | "postgresql"),
             "--database-url must be sqlite://… or postgres://…"
         );
-        let local_postgres = match parsed.host_str() {
+        let local = match parsed.host_str() {
             None | Some("" | "localhost" | "127.0.0.1" | "[::1]" | "::1") => true,
             Some(host) => host.starts_with("127."),
         };
@@ -99,7 +100,7 @@ impl Database {
                 backend: Backend::Postgres,
                 url: url.to_owned(),
                 label: redact(&parsed),
-                local_postgres,
+                local_postgres: local.then(|| parsed.path().trim_start_matches('/').to_owned()),
                 version: format!("PostgreSQL {version}"),
                 cleanup: Cleanup::Nothing,
             });
@@ -117,7 +118,7 @@ impl Database {
             backend: Backend::Postgres,
             url: fresh.to_string(),
             label: redact(&fresh),
-            local_postgres,
+            local_postgres: local.then(|| name.clone()),
             version: format!("PostgreSQL {version}"),
             cleanup: Cleanup::DropDatabase {
                 admin_url: url.to_owned(),

@@ -117,12 +117,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    // Ctrl-C ends `run` early; its guards stop the server and the database is still removed.
-    let outcome = tokio::select! {
-        outcome = run(&args) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    match outcome {
+    match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadtest failed: {e:#}");
@@ -149,7 +144,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "this load test reads CPU time from /proc: it runs on Linux only"
     );
     let bin = match &args.server_bin {
-        Some(bin) => bin.clone(),
+        // Absolute: the server runs in the temporary directory.
+        Some(bin) => std::fs::canonicalize(bin)
+            .with_context(|| format!("no server binary at {}", bin.display()))?,
         None => server::build()?,
     };
     let mut ws = Workspace {
@@ -161,7 +158,12 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         ),
         database: None,
     };
-    let result = measure(args, &bin, &mut ws).await;
+    // Ctrl-C abandons the measurement (whose guards stop the server and the mock) but not
+    // the clean-up below.
+    let result = tokio::select! {
+        result = measure(args, &bin, &mut ws) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     // The server has stopped by now (its guard lived inside `measure`).
     if let Some(db) = &ws.database {
         if args.keep {
@@ -189,7 +191,8 @@ async fn measure(args: &Args, bin: &std::path::Path, ws: &mut Workspace) -> anyh
         .context("no working directory")?;
     let db = Database::prepare(args.database_url.as_deref(), args.existing, &dir).await?;
     let database_url = db.url.clone();
-    let (backend, local_postgres) = (db.backend, db.local_postgres);
+    let backend = db.backend;
+    let local_postgres = db.local_postgres.clone();
     let database_label = format!("{} at {}", db.version, db.label);
     ws.database = Some(db);
 
@@ -285,7 +288,7 @@ async fn measure(args: &Args, bin: &std::path::Path, ws: &mut Workspace) -> anyh
             args,
             &mut server,
             &mock,
-            local_postgres && backend == Backend::Postgres,
+            local_postgres.as_deref(),
             ticks_per_second,
         )
         .await?;
@@ -350,10 +353,14 @@ struct Readings {
 }
 
 impl Readings {
-    fn take(server_pid: u32, postgres: bool, mock: &mock::MockModel) -> anyhow::Result<Self> {
+    fn take(
+        server_pid: u32,
+        postgres: Option<&str>,
+        mock: &mock::MockModel,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             server: procfs::process_ticks(server_pid)?,
-            postgres: postgres.then(procfs::postgres_ticks),
+            postgres: postgres.map(procfs::postgres_ticks),
             own: procfs::own_ticks()?,
             machine: MachineTicks::now(),
             model_calls: mock
@@ -375,7 +382,7 @@ async fn run_scenario(
     args: &Args,
     server: &mut Server,
     mock: &mock::MockModel,
-    postgres: bool,
+    postgres: Option<&str>,
     ticks_per_second: u64,
 ) -> anyhow::Result<ScenarioResult> {
     let start = Instant::now();
@@ -416,6 +423,11 @@ async fn run_scenario(
             .and_then(|(a, b)| per_turn(a.saturating_sub(b))),
         loadgen_cpu_ms_per_turn: per_turn(after.own.saturating_sub(before.own)),
         machine_busy_percent: after.machine.busy_percent_since(before.machine),
+        others_busy_percent: {
+            let ours = (after.server + after.postgres.unwrap_or(0) + after.own)
+                .saturating_sub(before.server + before.postgres.unwrap_or(0) + before.own);
+            after.machine.percent_since(before.machine, ours)
+        },
         model_calls_per_turn: (turns > 0)
             .then(|| after.model_calls.saturating_sub(before.model_calls) as f64 / turns as f64),
         server_rss_mib: rss.map(mib),

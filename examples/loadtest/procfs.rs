@@ -51,12 +51,15 @@ fn ticks_of(path: &str) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-/// CPU ticks used so far by every PostgreSQL process on this machine: those whose command
-/// name (`/proc/<pid>/comm`) or command line starts with `postgres`. A process that exits
-/// between two readings takes its ticks with it, so short-lived backends are missed; the
-/// server's pooled connections are long-lived. Counts everything PostgreSQL does, for every
-/// database and client: meaningful only on a machine dedicated to the test.
-pub fn postgres_ticks() -> u64 {
+/// CPU ticks used so far by the PostgreSQL processes that work for database `db`: the client
+/// backends connected to it, and the shared ones (postmaster, WAL writer, checkpointer,
+/// background writer, autovacuum) whose work it causes in part. Backends of other databases
+/// — other test suites on the same server — are left out. PostgreSQL processes are those
+/// whose command name (`/proc/<pid>/comm`) or command line starts with `postgres`; a backend
+/// names itself `postgres: 15/main: USER DB HOST(PORT) STATE`. A process that exits between
+/// two readings takes its ticks with it, so short-lived backends are missed (the server's
+/// pooled connections are long-lived).
+pub fn postgres_ticks(db: &str) -> u64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -67,10 +70,13 @@ pub fn postgres_ticks() -> u64 {
             continue;
         };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let is_postgres = comm.trim() == "postgres"
-            || std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.starts_with(b"postgres"));
-        if is_postgres {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if comm.trim() != "postgres" && !cmdline.starts_with(b"postgres") {
+            continue;
+        }
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let client = cmdline.contains('(') || cmdline.contains("[local]");
+        if !client || cmdline.split_whitespace().any(|word| word == db) {
             // It may have exited since the directory was read.
             total += process_ticks(pid).unwrap_or(0);
         }
@@ -115,6 +121,17 @@ impl MachineTicks {
             return 0.0;
         }
         100.0 * self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+
+    /// The share of all cores that was busy between `earlier` and `self` but not with `ours`
+    /// ticks (the processes we account for): other work on the machine, in percent.
+    pub fn percent_since(self, earlier: Self, ours: u64) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let others = self.busy.saturating_sub(earlier.busy).saturating_sub(ours);
+        100.0 * others as f64 / total as f64
     }
 }
 

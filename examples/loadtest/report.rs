@@ -60,6 +60,9 @@ pub struct ScenarioResult {
     pub loadgen_cpu_ms_per_turn: Option<f64>,
     /// Share of all cores busy during the window, whoever used them.
     pub machine_busy_percent: f64,
+    /// The part of that not used by the server, PostgreSQL's processes for this database or
+    /// the load generator: other work on the machine, which the figures then share it with.
+    pub others_busy_percent: f64,
     /// Requests the mock model answered per successful turn (2 for a tool turn; more means
     /// retries or failed turns).
     pub model_calls_per_turn: Option<f64>,
@@ -143,7 +146,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| scenario | turns/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU ms/turn | PG CPU ms/turn | loadgen CPU ms/turn | busy % | model calls/turn | RSS MiB |"
+            "| scenario | turns/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU ms/turn | PG CPU ms/turn | loadgen CPU ms/turn | busy % (others) | model calls/turn | RSS MiB |"
         );
         let _ = writeln!(
             out,
@@ -153,7 +156,7 @@ impl Report {
             let l = r.latency_ms;
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} ({:.0}) | {} | {} |",
                 r.scenario,
                 r.turns_per_second,
                 opt(l.map(|l| l.p50), 1),
@@ -165,6 +168,7 @@ impl Report {
                 opt(r.postgres_cpu_ms_per_turn, 2),
                 opt(r.loadgen_cpu_ms_per_turn, 2),
                 r.machine_busy_percent,
+                r.others_busy_percent,
                 opt(r.model_calls_per_turn, 2),
                 opt(r.server_rss_mib, 0),
             );
