@@ -11,16 +11,35 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    /// The route template (`/api/v1/admin/orgs/{org}`), never the raw path: bounded cardinality.
+    /// One of the standard methods, or `OTHER` ([`method_label`]): bounded cardinality.
+    pub method: &'static str,
+    /// The route template (`/api/v1/admin/orgs/{org}`), never the raw path, or `unmatched`:
+    /// bounded cardinality.
     pub route: String,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
+}
+
+/// The metric label of a request method: the standard ones by name, anything else (a client
+/// may send any token as a method) folded into `OTHER`, so requests cannot mint series.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::TRACE => "TRACE",
+        http::Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
 }
 
 pub struct Metrics {

@@ -39,7 +39,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::metrics::{RequestLabels, RouteLabels};
+use crate::metrics::{RequestLabels, RouteLabels, method_label};
 use crate::state::AppState;
 use error::ApiError;
 use problem::RequestId;
@@ -166,7 +166,8 @@ pub fn layers(app: Router, state: &AppState) -> Router {
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
+    // Unmatched paths are one series whatever the path (it is attacker-chosen).
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -175,7 +176,7 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     let m = &state.metrics;
     m.http_duration
         .get_or_create(&RouteLabels {
-            method: method.clone(),
+            method,
             route: route.clone(),
         })
         .observe(start.elapsed().as_secs_f64());

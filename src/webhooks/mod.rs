@@ -57,22 +57,27 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public_v4(v4);
             }
             let s = v6.segments();
-            // NAT64 (64:ff9b::/96) and the deprecated IPv4-compatible form (::a.b.c.d) reach
-            // the embedded IPv4 address.
-            if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4]) || s[..6] == [0; 6] {
-                let o = v6.octets();
-                return is_public_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            let o = v6.octets();
+            let embedded = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+            // Forms that carry an IPv4 address a translator or the host stack may reach:
+            // IPv4-translated (::ffff:0:a.b.c.d), IPv4-compatible (::a.b.c.d, which also
+            // covers :: and ::1) and NAT64 (64:ff9b::/96). They are as public as the IPv4
+            // address they carry.
+            if (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0)
+                || s[..6] == [0; 6]
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4])
+            {
+                return is_public_v4(embedded);
             }
-            !(v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || s[0] == 0x2002 // 6to4: embeds an IPv4 address
-                || (s[0] == 0x2001 && s[1] == 0) // Teredo: embeds an IPv4 address
-                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64, local-use prefix included
+            // Everything else is judged by allow-list: only global unicast (2000::/3) can be
+            // public, minus the special-purpose blocks inside it. Anything not listed here
+            // (unique local, link-local, site-local, multicast, the local-use NAT64 prefix
+            // 64:ff9b:1::/48, discard-only 100::/64, future ranges) is refused.
+            (s[0] & 0xe000) == 0x2000
+                && !((s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                    || s[0] == 0x3fff // documentation (RFC 9637)
+                    || s[0] == 0x2002 // 6to4: embeds an IPv4 address
+                    || (s[0] == 0x2001 && s[1] < 0x0200)) // IETF protocol assignments: Teredo, ORCHID, benchmarking
         }
     }
 }
@@ -157,29 +162,52 @@ pub async fn check_target(raw: &str, allow_private: bool) -> Result<reqwest::Url
 mod tests {
     use super::*;
 
+    /// Every address form that reaches a private, loopback, link-local or metadata target is
+    /// refused; the IPv4 embeddings of public addresses stay usable.
     #[test]
     fn private_and_metadata_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "172.16.5.4",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.100.100.200",
-            "0.0.0.0",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "64:ff9b::a00:1",
-            "255.255.255.255",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        let table: &[(&str, bool, &str)] = &[
+            ("127.0.0.1", false, "loopback"),
+            ("10.0.0.1", false, "private"),
+            ("172.16.5.4", false, "private"),
+            ("192.168.1.1", false, "private"),
+            ("169.254.169.254", false, "link-local metadata"),
+            ("100.100.100.200", false, "carrier-grade NAT metadata"),
+            ("0.0.0.0", false, "unspecified"),
+            ("255.255.255.255", false, "broadcast"),
+            ("240.0.0.1", false, "reserved"),
+            ("::1", false, "loopback"),
+            ("::", false, "unspecified"),
+            ("fe80::1", false, "link-local"),
+            ("fec0::1", false, "site-local"),
+            ("fd00:ec2::254", false, "unique local metadata"),
+            ("ff02::1", false, "multicast"),
+            ("::ffff:127.0.0.1", false, "IPv4-mapped loopback"),
+            ("::ffff:169.254.169.254", false, "IPv4-mapped metadata"),
+            ("::ffff:0:7f00:1", false, "IPv4-translated loopback"),
+            ("::ffff:0:a9fe:a9fe", false, "IPv4-translated metadata"),
+            ("::ffff:0:a00:1", false, "IPv4-translated private"),
+            ("::7f00:1", false, "IPv4-compatible loopback"),
+            ("::a9fe:a9fe", false, "IPv4-compatible metadata"),
+            ("64:ff9b::a00:1", false, "NAT64 private"),
+            ("64:ff9b::7f00:1", false, "NAT64 loopback"),
+            ("64:ff9b::a9fe:a9fe", false, "NAT64 metadata"),
+            ("64:ff9b:1::a9fe:a9fe", false, "local-use NAT64"),
+            ("2002:7f00:1::", false, "6to4"),
+            ("2001:0:4136:e378::1", false, "Teredo"),
+            ("2001:db8::1", false, "documentation"),
+            ("3fff::1", false, "documentation"),
+            ("100::1", false, "discard-only"),
+            ("4000::1", false, "not global unicast"),
+            ("93.184.216.34", true, "public IPv4"),
+            ("1.1.1.1", true, "public IPv4"),
+            ("2606:4700:4700::1111", true, "public IPv6"),
+            ("::ffff:93.184.216.34", true, "IPv4-mapped public"),
+            ("::ffff:0:5db8:d822", true, "IPv4-translated public"),
+            ("64:ff9b::5db8:d822", true, "NAT64 public"),
+        ];
+        for (ip, public, why) in table {
+            assert_eq!(is_public(ip.parse().unwrap()), *public, "{ip} ({why})");
         }
     }
 

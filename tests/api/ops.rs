@@ -40,6 +40,25 @@ backend_test! {
 }
 
 backend_test! {
+    async fn odd_methods_and_unknown_paths_cannot_mint_metric_series(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let series = |text: &str| text.lines().filter(|l| l.starts_with("agentd_http_requests_total{")).count();
+        let before = series(&app.get("/metrics").send().await.unwrap().text().await.unwrap());
+        for i in 0..50 {
+            let method = reqwest::Method::from_bytes(format!("M{i:04x}").as_bytes()).unwrap();
+            app.client.request(method, app.url("/health")).send().await.unwrap();
+            app.get(&format!("/no/such/path/{i}")).send().await.unwrap();
+        }
+        let text = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+        // Fifty odd methods and fifty unknown paths: at most a handful of new series.
+        assert!(series(&text) <= before + 4, "{text}");
+        assert!(text.contains(r#"method="OTHER",route="/health""#), "{text}");
+        assert!(text.contains(r#"route="unmatched""#), "{text}");
+        assert!(!text.contains("M0001"), "{text}");
+    }
+}
+
+backend_test! {
     async fn swagger_ui_is_served_from_the_binary(backend: Backend) {
         let app = spawn_app(backend).await;
         let res = app.get("/docs/").send().await.unwrap();

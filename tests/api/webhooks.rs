@@ -462,6 +462,7 @@ backend_test! {
             async move { problem(app.post("/api/v1/webhooks").header("X-API-Key", key).json(&body).send().await.unwrap()).await }
         };
         for url in ["http://127.0.0.1/hook", "http://10.0.0.1/", "http://169.254.169.254/", "http://[::1]/", "http://localhost:8080/",
+                    "http://[::ffff:0:7f00:1]/", "http://[::ffff:0:a9fe:a9fe]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[fd00::1]/",
                     "ftp://93.184.216.34/", "not a url"] {
             let (status, body) = post(json!({"url": url, "event_type": "appointment.created"})).await;
             assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_ERROR")), "{url}: {body}");
