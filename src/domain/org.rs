@@ -66,6 +66,7 @@ impl Tier {
 
 /// A request quota: `requests` per `window_seconds`, replenished smoothly (GCRA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     #[schema(example = 100, minimum = 1, maximum = 1000000)]
     pub requests: u32,

@@ -1,10 +1,31 @@
-//! Validated free text. A [`MessageText`] is what the agent reads: cleaned once, at the edge,
-//! so that both database backends store exactly the same thing.
+//! Validated free text. Every string the API accepts (JSON bodies, query parameters, path
+//! segments) passes [`check_text`] at the edge, so both database backends store exactly the
+//! same thing (PostgreSQL refuses NUL in text; SQLite would keep it). A [`MessageText`] is what
+//! the agent reads: cleaned once more.
 
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
 use super::{Invalid, invalid};
+
+/// Whether `c` is refused in text: NUL and the other control characters (C0, DEL and C1),
+/// except tab, line feed and carriage return.
+pub fn is_refused_char(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t')
+}
+
+/// The rule every accepted string follows: no NUL and no control characters other than tab,
+/// line feed and carriage return.
+pub fn check_text(raw: &str) -> Result<(), Invalid> {
+    match raw.chars().find(|&c| is_refused_char(c)) {
+        None => Ok(()),
+        Some('\0') => Err(invalid("must not contain NUL characters")),
+        Some(c) => Err(invalid(format!(
+            "must not contain control characters (found U+{:04X})",
+            u32::from(c)
+        ))),
+    }
+}
 
 /// A chat message as the agent will see it: trimmed, NFC-normalised, HTML tags stripped,
 /// free of NUL and other control characters (tab and newlines are kept), and between 1 and the
@@ -15,12 +36,7 @@ pub struct MessageText(String);
 
 impl MessageText {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, Invalid> {
-        if raw
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(invalid("must not contain NUL or control characters"));
-        }
+        check_text(raw)?;
         // Strip every tag but keep the text: ammonia with an empty allow-list. It escapes
         // `<`, `>` and `&` in what remains, which would change the user's words, so undo that —
         // and repeat until nothing changes, or `&lt;img onerror=…&gt;` would come out of the
@@ -101,6 +117,27 @@ mod tests {
         assert!(MessageText::parse("a\0b", 10).is_err());
         assert!(MessageText::parse("a\u{7}b", 10).is_err());
         assert_eq!(MessageText::parse("a\nb", 10).unwrap().as_str(), "a\nb");
+    }
+    #[test]
+    fn text_rule_refuses_c0_del_and_c1_controls_only() {
+        for bad in ["\0", "a\u{1}", "\u{1b}[31m", "\u{7f}", "\u{85}", "\u{9f}"] {
+            assert!(check_text(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "",
+            "tab\there",
+            "line\r\nbreak",
+            "caf\u{e9}",
+            "\u{a0}",
+            "\u{200b}",
+            "😀",
+        ] {
+            assert!(check_text(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(
+            check_text("a\0").unwrap_err().0,
+            "must not contain NUL characters"
+        );
     }
     #[test]
     fn message_text_counts_characters_not_bytes() {

@@ -1,6 +1,6 @@
 //! Admin API: organisations and their API keys (`/api/v1/admin/*`, admin token required).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Json, Query, path_uuid};
+use super::extract::{Json, Path, Query, path_uuid};
 use super::page::{PageParams, Paged};
 use crate::admin::{self, CreatedApiKey, NewApiKey};
 use crate::domain::OrgId;

@@ -3,7 +3,7 @@
 //! pieces the conversations router shares: reading an Idempotency-Key and a message, and the
 //! message view. Handlers parse, call the agent or the conversations service, and render.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Json, path_id};
+use super::extract::{Json, Path, path_id};
 use crate::agent::{Delivery, IdempotencyKey, Target, TurnRequest};
 use crate::auth::Principal;
 use crate::conversations;

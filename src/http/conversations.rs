@@ -1,7 +1,7 @@
 //! Conversations: create, list, read, change, delete (soft, cascading to messages), run a turn
 //! with a message, list and delete messages. End-user callers see only their own.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::chat::{MessageView, idempotency, message_text};
-use super::extract::{Json, Query, path_id};
+use super::extract::{Json, Path, Query, path_id};
 use super::page::{PageParams, Paged};
 use crate::agent::{Delivery, Target, TurnRequest};
 use crate::auth::Principal;

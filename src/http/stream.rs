@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 
 use super::chat::{ChatRequest, chat_request};
 use super::conversations::{NewMessage, message_request};
-use super::extract::{Json, Query, path_id};
+use super::extract::{Json, Path, Query, path_id};
 use super::problem::RequestId;
 use crate::agent::runs::{RunEvent, RunLog};
 use crate::agent::{Delivery, TurnRequest};

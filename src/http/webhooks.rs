@@ -2,7 +2,7 @@
 //! list, get, update, delete, send a test event, read the delivery log. API-key callers only;
 //! another organisation's webhook is 404. Delivery itself is `webhooks::worker`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{Json, Query, path_uuid};
+use super::extract::{Json, Path, Query, path_uuid};
 use super::page::{PageParams, Paged};
 use crate::auth::Principal;
 use crate::domain::events::{EventCatalog, EventType, WebhookEvent, WebhookTestData};
@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// An endpoint to register. Give `event_types` (or a single `event_type`).
 // No Debug: it may carry the secret.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "url": "https://shop.example.com/wp-json/agentd/v1/webhook",
     "event_types": ["appointment.created", "appointment.cancelled"],
@@ -60,6 +61,7 @@ pub struct NewWebhook {
 /// Changes to an endpoint; absent fields stay as they are. `active: true` re-enables an
 /// endpoint that was disabled after failing, and clears its failure record.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"event_types": ["appointment.created"], "active": true}))]
 pub struct UpdateWebhook {
     #[serde(default)]

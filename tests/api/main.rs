@@ -25,5 +25,6 @@ mod ops;
 mod playground;
 mod rate_limits;
 mod streaming;
+mod text_input;
 mod tokens;
 mod webhooks;

@@ -65,6 +65,60 @@ backend_test! {
     }
 }
 
+/// Every request body refuses unknown fields, and says so in the document
+/// (`additionalProperties: false`), nested objects included.
+#[tokio::test]
+async fn request_bodies_are_closed_objects() {
+    fn check(spec: &Value, schema: &Value, at: &str, seen: &mut Vec<String>) {
+        if !schema.is_object() {
+            return;
+        }
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            if seen.iter().any(|s| s == name) {
+                return;
+            }
+            seen.push(name.to_owned());
+            return check(spec, &spec["components"]["schemas"][name], name, seen);
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for alt in schema[key].as_array().into_iter().flatten() {
+                check(spec, alt, at, seen);
+            }
+        }
+        check(spec, &schema["items"], at, seen);
+        if let Some(props) = schema["properties"].as_object() {
+            assert_eq!(
+                schema["additionalProperties"], false,
+                "{at} accepts unknown fields"
+            );
+            for (name, prop) in props {
+                check(spec, prop, &format!("{at}.{name}"), seen);
+            }
+        }
+    }
+    let app = spawn_app(Backend::Sqlite).await;
+    let spec: Value = app
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut bodies = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            if !schema.is_null() {
+                bodies += 1;
+                check(&spec, schema, &format!("{method} {path}"), &mut Vec::new());
+            }
+        }
+    }
+    assert!(bodies >= 10, "{bodies}");
+}
+
 backend_test! {
     async fn streamed_operations_are_event_streams_whose_events_are_documented(backend: Backend) {
         let app = spawn_app(backend).await;

@@ -1,7 +1,7 @@
 //! The booking skill's routes, for plugins to show bookings: `GET /api/v1/appointments` and
 //! `/{id}`. API-key callers only (an end user's bookings are the business's records).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -12,7 +12,7 @@ use super::store::{Appointment, AppointmentFilter, Bookings};
 use crate::auth::Principal;
 use crate::domain::page::PageRequest;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::Query;
+use crate::http::extract::{Path, Query};
 use crate::http::page::Paged;
 use crate::state::AppState;
 
