@@ -44,8 +44,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("server error")]
-    Serve(#[source] std::io::Error),
 }
 
 /// How long start-up waits for an unreachable database (a PostgreSQL container still booting).
@@ -298,17 +296,27 @@ impl App {
             tracing::info!("shutting down: finishing in-flight requests");
             shutdown.cancel();
         };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, service).with_graceful_shutdown(signal);
+        let limits = crate::http::server::ConnLimits {
+            header_read_timeout: Duration::from_secs(state.settings.header_read_timeout_seconds),
+            keep_alive_timeout: Duration::from_secs(state.settings.keep_alive_timeout_seconds),
+            max_connections: state.settings.max_connections,
+        };
+        // Shutdown stops the accept loop; each connection finishes its request in progress.
+        let server = crate::http::server::serve(
+            listener,
+            router,
+            limits,
+            state.metrics.connections.clone(),
+            state.shutdown.clone(),
+        );
         let cancelled = state.shutdown.clone();
-        let result = tokio::select! {
-            r = server => r.map_err(StartError::Serve),
+        tokio::select! {
+            ((), ()) = async { tokio::join!(server, signal) } => {}
             // In-flight requests get the grace period, then the process stops anyway.
             () = async { cancelled.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!("grace period over: dropping the requests still running");
-                Ok(())
             }
-        };
+        }
         state.tasks.close();
         if tokio::time::timeout(grace, state.tasks.wait())
             .await
@@ -318,7 +326,7 @@ impl App {
         }
         state.store.close().await;
         tracing::info!("stopped");
-        result
+        Ok(())
     }
 }
 

@@ -116,6 +116,30 @@ pub struct Settings {
     )]
     pub request_timeout_seconds: u64,
 
+    /// Seconds a client has, from the first byte of a request, to send its whole head (request
+    /// line and headers); then the connection is closed. Stops clients that trickle headers.
+    #[arg(
+        long,
+        env = "HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a connection may sit idle (no request in progress, none started) before it is
+    /// closed, the first request included. Keep it above your load balancer's idle timeout.
+    #[arg(
+        long,
+        env = "KEEP_ALIVE_TIMEOUT_SECONDS",
+        default_value_t = 75,
+        global = true
+    )]
+    pub keep_alive_timeout_seconds: u64,
+
+    /// Most client connections open at once; past it a new connection gets 503 and is closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
+    pub max_connections: usize,
+
     /// Model provider: offline or openai. Default: openai when OPENAI_API_KEY is set, else offline.
     #[arg(long, env = "LLM_PROVIDER", value_enum, global = true)]
     pub llm_provider: Option<LlmProvider>,
@@ -328,6 +352,9 @@ impl Settings {
             log_format: LogFormat::Pretty,
             cors_origins: Vec::new(),
             request_timeout_seconds: 120,
+            header_read_timeout_seconds: 10,
+            keep_alive_timeout_seconds: 75,
+            max_connections: 10_000,
             llm_provider: None,
             openai_api_key: None,
             openai_base_url: "https://api.openai.com/v1".to_owned(),
@@ -384,6 +411,15 @@ impl Settings {
         }
         if !(self.rate_limit_end_user_share > 0.0 && self.rate_limit_end_user_share <= 1.0) {
             return Err("RATE_LIMIT_END_USER_SHARE must be in (0, 1]".into());
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_seconds) {
+            return Err("HEADER_READ_TIMEOUT_SECONDS must be between 1 and 3600".into());
+        }
+        if !(1..=86_400).contains(&self.keep_alive_timeout_seconds) {
+            return Err("KEEP_ALIVE_TIMEOUT_SECONDS must be between 1 and 86400".into());
+        }
+        if self.max_connections == 0 {
+            return Err("MAX_CONNECTIONS must be at least 1".into());
         }
         parse_schedule(&self.webhook_retry_schedule)?;
         Ok(())

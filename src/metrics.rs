@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -48,6 +49,15 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabels, Histogram>,
     /// argon2 verifications of API keys: should grow with new keys, not with requests.
     pub api_key_verifications: Counter,
+    pub connections: ConnMetrics,
+}
+
+/// The connection loop's numbers (cheap clones of the registered metrics).
+#[derive(Clone, Debug, Default)]
+pub struct ConnMetrics {
+    pub open: Gauge,
+    pub refused: Counter,
+    pub timed_out: Counter,
 }
 
 impl Metrics {
@@ -74,11 +84,28 @@ impl Metrics {
             "argon2 verifications of API keys (cache misses)",
             api_key_verifications.clone(),
         );
+        let connections = ConnMetrics::default();
+        registry.register(
+            "http_connections_open",
+            "Client connections open now",
+            connections.open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections answered 503 and closed because MAX_CONNECTIONS were open",
+            connections.refused.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "Connections closed for sending a request head too slowly or for sitting idle",
+            connections.timed_out.clone(),
+        );
         Arc::new(Self {
             registry,
             http_requests,
             http_duration,
             api_key_verifications,
+            connections,
         })
     }
 

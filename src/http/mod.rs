@@ -14,6 +14,7 @@ pub mod ops;
 pub mod page;
 pub mod playground;
 pub mod problem;
+pub mod server;
 pub mod stream;
 pub mod tokens;
 pub mod webhooks;

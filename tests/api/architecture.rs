@@ -227,3 +227,33 @@ fn the_agent_core_names_no_skill() {
         }
     }
 }
+
+/// Requests are read only through `http::extract` (where the text rule and problem+json
+/// rejections live): no handler takes axum's own `Path`, `Query` or `Json` extractors.
+#[test]
+fn handlers_read_requests_through_our_extractors() {
+    let mut files = Vec::new();
+    rust_files(Path::new(SRC), &mut files);
+    let ours = Path::new(SRC).join("http/extract.rs");
+    for file in files.iter().filter(|f| **f != ours) {
+        let code = production_code(&std::fs::read_to_string(file).unwrap());
+        let words = |l: &str| -> Vec<String> {
+            l.split(|c: char| !c.is_alphanumeric() && c != '_')
+                .map(str::to_owned)
+                .collect()
+        };
+        for line in code.lines() {
+            let line = line.trim();
+            let axum_extractor = ["Path", "Query", "Json"].iter().any(|x| {
+                line.contains(&format!("axum::extract::{x}"))
+                    || (line.starts_with("use axum::extract::")
+                        && words(line).iter().any(|w| w == x))
+            });
+            assert!(
+                !axum_extractor,
+                "{}: `{line}`: read requests with crate::http::extract",
+                file.display()
+            );
+        }
+    }
+}

@@ -185,6 +185,23 @@ async fn spawn(
     test_app
 }
 
+/// A server on a database the test set up itself (behind a proxy, say); the test keeps the
+/// database alive as long as it needs it.
+pub async fn spawn_on_database(url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logs();
+    let mut settings = test_settings(url);
+    tweak(&mut settings);
+    let app = agentd::app::build_app_with_model(settings, None)
+        .await
+        .unwrap();
+    let db = TestDb {
+        url: url.to_owned(),
+        pg: None,
+        _dir: None,
+    };
+    serve(app.router, app.state, db).await
+}
+
 /// Serves `router` (already layered) on a random port.
 pub async fn serve(router: axum::Router, state: AppState, db: TestDb) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
