@@ -21,6 +21,9 @@ pub enum AdminError {
     NotFound(OrgId),
     #[error("{0}")]
     Conflict(String),
+    /// The caller named a version (`If-Match` or `version`) that is no longer current.
+    #[error("{0}")]
+    StaleVersion(String),
     #[error(transparent)]
     Store(StoreError),
     #[error("could not hash the key: {0}")]
@@ -80,8 +83,9 @@ pub async fn get_org(store: &Store, id: &OrgId) -> AdminResult<Org> {
         .ok_or_else(|| AdminError::NotFound(id.clone()))
 }
 
-/// Applies `patch` to the organisation. With `expected_version`, the change is refused with
-/// 409 when the organisation has moved on; without, it applies to the version just read.
+/// Applies `patch` to the organisation. With `expected_version`, the change is refused
+/// (`StaleVersion`) when the organisation has moved on, even if it moves on between this read
+/// and the write; without, it applies to the version just read.
 pub async fn update_org(
     store: &Store,
     known_tools: &[&str],
@@ -92,7 +96,7 @@ pub async fn update_org(
     let current = get_org(store, id).await?;
     if let Some(v) = expected_version {
         if v != current.version {
-            return Err(AdminError::Conflict(format!(
+            return Err(AdminError::StaleVersion(format!(
                 "organisation {id} is at version {}, not {v}; re-read it and retry",
                 current.version
             )));
@@ -105,9 +109,15 @@ pub async fn update_org(
         // Nothing changes: no write, and the version (and so the ETag) stays.
         return Ok(current);
     }
-    Ok(store
+    match store
         .update_org(id, current.version, &draft, crate::domain::now())
-        .await?)
+        .await
+    {
+        Err(StoreError::Conflict(what)) if expected_version.is_some() => {
+            Err(AdminError::StaleVersion(what))
+        }
+        other => Ok(other?),
+    }
 }
 
 pub async fn create_key(store: &Store, org: &OrgId, req: &NewApiKey) -> AdminResult<CreatedApiKey> {

@@ -196,7 +196,11 @@ pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
     loop {
         let page = state
             .store
-            .list_orgs(PageRequest { limit: 100, offset })
+            .list_orgs(PageRequest {
+                limit: 100,
+                offset,
+                after: None,
+            })
             .await?;
         for org in &page.items {
             let ttl = chrono::Duration::seconds(

@@ -313,6 +313,7 @@ async fn orgs(store: &Store, cmd: OrgsCommand) -> anyhow::Result<()> {
                 .list_orgs(PageRequest {
                     limit: limit.clamp(1, 1000),
                     offset: offset.max(0),
+                    after: None,
                 })
                 .await?;
             out(&format!(

@@ -117,6 +117,7 @@ pub fn layers(app: Router, state: &AppState) -> Router {
             header::RETRY_AFTER,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("x-run-id"),
+            HeaderName::from_static("idempotency-replayed"),
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),

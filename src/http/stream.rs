@@ -365,6 +365,9 @@ async fn run_conversation(
 /// A run's status and result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
+    /// The run's id (as every resource carries it).
+    pub id: RunId,
+    /// The same as `id`.
     pub run_id: RunId,
     pub conversation_id: ConversationId,
     pub status: RunStatus,
@@ -428,6 +431,7 @@ async fn get_run(
         });
     match (stored, log, snapshot) {
         (Some(run), _, _) => Ok(axum::Json(RunView {
+            id: run_id,
             run_id,
             conversation_id: run.conversation_id,
             status: run.status,
@@ -442,6 +446,7 @@ async fn get_run(
             result,
         })),
         (None, Some(log), Some(snap)) => Ok(axum::Json(RunView {
+            id: run_id,
             run_id,
             conversation_id: log.conversation_id,
             status: snap.status,

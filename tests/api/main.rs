@@ -15,6 +15,7 @@ mod api_keys;
 mod architecture;
 mod cli;
 mod connections;
+mod contract;
 mod conversations;
 mod credentials;
 mod errors;

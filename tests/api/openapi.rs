@@ -141,3 +141,86 @@ backend_test! {
         assert_eq!(names, ["state", "chunk", "tool_call", "tool_result", "done", "error"]);
     }
 }
+
+/// The properties of `schema`, through `$ref`s and `allOf` (a flattened struct).
+fn properties(spec: &Value, schema: &Value) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return properties(spec, &spec["components"]["schemas"][name]);
+    }
+    let mut out: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        out.extend(properties(spec, part));
+    }
+    out
+}
+
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &spec["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    }
+}
+
+/// Every resource carries its identifier as `id` (issue 11.8): what a GET of one item, a 201
+/// and every list's items return.
+#[tokio::test]
+async fn every_resource_carries_its_identifier_as_id() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let spec: Value = app
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, res) in op["responses"].as_object().unwrap() {
+                let Some(schema) = res["content"]["application/json"].get("schema") else {
+                    continue;
+                };
+                let props = properties(&spec, schema);
+                let at = format!("{method} {path} {status}");
+                if props.iter().any(|p| p == "items") && props.iter().any(|p| p == "total") {
+                    let mut envelope = props.clone();
+                    envelope.sort();
+                    assert_eq!(
+                        envelope,
+                        ["has_more", "items", "limit", "offset", "total"],
+                        "{at}: another list envelope"
+                    );
+                    let items = &resolve(&spec, schema)["properties"]["items"]["items"];
+                    assert!(
+                        properties(&spec, items).iter().any(|p| p == "id"),
+                        "{at}: list items without id"
+                    );
+                    checked += 1;
+                } else if (method == "get" && path.ends_with('}')) || status == "201" {
+                    if path == "/api/v1/auth/token" {
+                        continue; // a credential, not a stored resource
+                    }
+                    assert!(
+                        props.iter().any(|p| p == "id"),
+                        "{at}: no id among {props:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 12, "{checked}");
+    // Webhooks keep webhook_id beside id (the seed plugin reads it).
+    for s in ["WebhookView", "RegisteredWebhook"] {
+        let props = properties(&spec, &spec["components"]["schemas"][s]);
+        assert!(
+            props.iter().any(|p| p == "id") && props.iter().any(|p| p == "webhook_id"),
+            "{s}: {props:?}"
+        );
+    }
+}
