@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::api_keys;
 use crate::domain::org::{BusinessHours, Org, OrgPatch, OrgSettings, demo_services};
-use crate::domain::{FieldError, OrgId};
+use crate::domain::{FieldError, OrgId, RateLimit, Tier};
 use crate::store::keys::{ApiKey, NewKeyRecord};
 use crate::store::{Store, StoreError};
 
@@ -163,6 +163,14 @@ pub async fn create_key(store: &Store, org: &OrgId, req: &NewApiKey) -> AdminRes
     })
 }
 
+/// The first-run `demo` organisation's quota: generous enough to explore the README, the
+/// plugin guide and the playground in one sitting (a free tier's 100 an hour ran out during
+/// them, issue 11.9); an end user still gets RATE_LIMIT_END_USER_SHARE of it.
+pub const DEMO_RATE_LIMIT: RateLimit = RateLimit {
+    requests: 10_000,
+    window_seconds: 3600,
+};
+
 /// On an empty database, creates org `demo` with sample services and a key for it; returns
 /// the key's plaintext, or `None` when there already is an organisation.
 pub async fn bootstrap_demo(store: &Store, known_tools: &[&str]) -> AdminResult<Option<String>> {
@@ -171,6 +179,8 @@ pub async fn bootstrap_demo(store: &Store, known_tools: &[&str]) -> AdminResult<
     }
     let patch = OrgPatch {
         name: Some("Demo Clinic".to_owned()),
+        tier: Some(Tier::Custom),
+        rate_limit: Some(DEMO_RATE_LIMIT),
         services: Some(demo_services()),
         business_hours: Some(BusinessHours::every_day()),
         system_prompt: Some(format!(

@@ -2,12 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // .env fills in what the environment does not set; a missing file is fine.
     let _ = dotenvy::dotenv();
-    let cli = agentd::cli::Cli::parse();
+    let cli = agentd::cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -182,3 +182,19 @@ backend_test! {
         assert!(body["detail"].as_str().unwrap().contains("ADMIN_TOKEN"), "{body}");
     }
 }
+
+backend_test! {
+    async fn the_readme_creates_an_organisation_that_has_services_to_book(backend: Backend) {
+        // The walk-through's body, read from the README itself so the two cannot drift apart.
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find(r#"-d '{"id": "acme""#).expect("the README creates acme") + 4;
+        let end = start + readme[start..].find("}'").unwrap() + 1;
+        let body: Value = serde_json::from_str(&readme[start..end]).unwrap();
+        let app = spawn_app(backend).await;
+        let res = app.admin(Method::POST, "/api/v1/admin/orgs").json(&body).send().await.unwrap();
+        let org = created(res).await;
+        assert_eq!(org["services"].as_array().unwrap().len(), 2, "{org}");
+        assert_eq!(org["business_hours"]["wed"].as_array().unwrap().len(), 2, "{org}");
+        assert_eq!(org["business_hours"]["sun"], json!([]));
+    }
+}
