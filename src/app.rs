@@ -28,7 +28,8 @@ use crate::store::{Store, StoreError};
 /// A built application: the router, its OpenAPI document and the state behind them.
 pub struct App {
     pub router: Router,
-    pub openapi: utoipa::openapi::OpenApi,
+    /// The OpenAPI document as `/openapi.json` serves it.
+    pub openapi: serde_json::Value,
     pub state: AppState,
 }
 

@@ -60,7 +60,7 @@ pub struct SkillRoutes {
 
 /// Builds the public, tenant and admin routers into one, with the OpenAPI document describing
 /// exactly what was mounted.
-pub fn router(state: AppState, skills: SkillRoutes) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router(state: AppState, skills: SkillRoutes) -> (Router, serde_json::Value) {
     // Deny by default: only `ops` and the playground are public; every tenant route passes
     // `authenticate`, every admin route `require_admin`.
     let tenant = tokens::router()
@@ -85,9 +85,10 @@ pub fn router(state: AppState, skills: SkillRoutes) -> (Router, utoipa::openapi:
         .split_for_parts();
     docs::add_standard_errors(&mut spec);
     docs::describe_event_payloads(&mut spec, &skills.event_payloads);
+    let spec = docs::for_clients(&spec);
 
     let app = routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec.clone()))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", spec.clone()))
         .fallback(|| async { ApiError::NotFound("No such route.".to_owned()) })
         .with_state(state.clone());
     (layers(app, &state), spec)
