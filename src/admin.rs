@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::api_keys;
 use crate::domain::org::{BusinessHours, Org, OrgPatch, OrgSettings, demo_services};
-use crate::domain::{FieldError, OrgId};
+use crate::domain::{FieldError, OrgId, RateLimit, Tier};
 use crate::store::keys::{ApiKey, NewKeyRecord};
 use crate::store::{Store, StoreError};
 
@@ -21,6 +21,9 @@ pub enum AdminError {
     NotFound(OrgId),
     #[error("{0}")]
     Conflict(String),
+    /// The caller named a version (`If-Match` or `version`) that is no longer current.
+    #[error("{0}")]
+    StaleVersion(String),
     #[error(transparent)]
     Store(StoreError),
     #[error("could not hash the key: {0}")]
@@ -80,8 +83,9 @@ pub async fn get_org(store: &Store, id: &OrgId) -> AdminResult<Org> {
         .ok_or_else(|| AdminError::NotFound(id.clone()))
 }
 
-/// Applies `patch` to the organisation. With `expected_version`, the change is refused with
-/// 409 when the organisation has moved on; without, it applies to the version just read.
+/// Applies `patch` to the organisation. With `expected_version`, the change is refused
+/// (`StaleVersion`) when the organisation has moved on, even if it moves on between this read
+/// and the write; without, it applies to the version just read.
 pub async fn update_org(
     store: &Store,
     known_tools: &[&str],
@@ -92,7 +96,7 @@ pub async fn update_org(
     let current = get_org(store, id).await?;
     if let Some(v) = expected_version {
         if v != current.version {
-            return Err(AdminError::Conflict(format!(
+            return Err(AdminError::StaleVersion(format!(
                 "organisation {id} is at version {}, not {v}; re-read it and retry",
                 current.version
             )));
@@ -105,9 +109,15 @@ pub async fn update_org(
         // Nothing changes: no write, and the version (and so the ETag) stays.
         return Ok(current);
     }
-    Ok(store
+    match store
         .update_org(id, current.version, &draft, crate::domain::now())
-        .await?)
+        .await
+    {
+        Err(StoreError::Conflict(what)) if expected_version.is_some() => {
+            Err(AdminError::StaleVersion(what))
+        }
+        other => Ok(other?),
+    }
 }
 
 pub async fn create_key(store: &Store, org: &OrgId, req: &NewApiKey) -> AdminResult<CreatedApiKey> {
@@ -153,6 +163,14 @@ pub async fn create_key(store: &Store, org: &OrgId, req: &NewApiKey) -> AdminRes
     })
 }
 
+/// The first-run `demo` organisation's quota: generous enough to explore the README, the
+/// plugin guide and the playground in one sitting (a free tier's 100 an hour ran out during
+/// them, issue 11.9); an end user still gets RATE_LIMIT_END_USER_SHARE of it.
+pub const DEMO_RATE_LIMIT: RateLimit = RateLimit {
+    requests: 10_000,
+    window_seconds: 3600,
+};
+
 /// On an empty database, creates org `demo` with sample services and a key for it; returns
 /// the key's plaintext, or `None` when there already is an organisation.
 pub async fn bootstrap_demo(store: &Store, known_tools: &[&str]) -> AdminResult<Option<String>> {
@@ -161,6 +179,8 @@ pub async fn bootstrap_demo(store: &Store, known_tools: &[&str]) -> AdminResult<
     }
     let patch = OrgPatch {
         name: Some("Demo Clinic".to_owned()),
+        tier: Some(Tier::Custom),
+        rate_limit: Some(DEMO_RATE_LIMIT),
         services: Some(demo_services()),
         business_hours: Some(BusinessHours::every_day()),
         system_prompt: Some(format!(

@@ -28,7 +28,8 @@ use crate::store::{Store, StoreError};
 /// A built application: the router, its OpenAPI document and the state behind them.
 pub struct App {
     pub router: Router,
-    pub openapi: utoipa::openapi::OpenApi,
+    /// The OpenAPI document as `/openapi.json` serves it.
+    pub openapi: serde_json::Value,
     pub state: AppState,
 }
 
@@ -196,7 +197,11 @@ pub async fn sweep_once(state: &AppState) -> Result<u64, StoreError> {
     loop {
         let page = state
             .store
-            .list_orgs(PageRequest { limit: 100, offset })
+            .list_orgs(PageRequest {
+                limit: 100,
+                offset,
+                after: None,
+            })
             .await?;
         for org in &page.items {
             let ttl = chrono::Duration::seconds(

@@ -31,6 +31,34 @@ pub struct Cli {
     pub settings: Settings,
 }
 
+/// Settings a management command uses; the server's other settings are still accepted after
+/// it (and read from the environment) but left out of its `--help`.
+const MANAGEMENT_SETTINGS: [&str; 2] = ["database_url", "jwt_secret"];
+
+/// The command line as parsed: [`Cli`]'s, with the server's settings hidden from the help of
+/// the management commands, so `agentd keys create --help` shows that command's options, not
+/// forty server flags (issue 11.9). (clap copies a global flag into a subcommand only where
+/// the subcommand does not have it yet: a hidden copy put there first stays hidden.)
+pub fn command() -> clap::Command {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set() && !MANAGEMENT_SETTINGS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    ["migrate", "orgs", "keys", "token"]
+        .into_iter()
+        .fold(cmd, |cmd, name| {
+            cmd.mut_subcommand(name, |sub| sub.args(hidden.iter().cloned()))
+        })
+}
+
+/// Parses the process's arguments with [`command`]; exits with clap's message on an error.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (the default when no command is given).
@@ -286,8 +314,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .await
             .map_err(api)?
         {
+            let per_hour = admin::DEMO_RATE_LIMIT.requests;
+            let per_user = (f64::from(per_hour) * settings.rate_limit_end_user_share).ceil();
             out(&format!(
-                "\nFirst run: created organisation \"demo\" with sample services.\n\
+                "\nFirst run: created organisation \"demo\" with sample services. It may make \
+                 {per_hour} requests an hour ({per_user} per end user); change that with \
+                 `agentd orgs update demo --tier …`.\n\
                  Its API key (shown only now, store it):\n\n    {key}\n\n\
                  Try it:\n\n    curl -i http://{addr}/api/v1/me -H 'X-API-Key: {key}'\n\n\
                  Or chat with the agent in your browser: http://{addr}/playground (paste the key).\n"
@@ -313,6 +345,7 @@ async fn orgs(store: &Store, cmd: OrgsCommand) -> anyhow::Result<()> {
                 .list_orgs(PageRequest {
                     limit: limit.clamp(1, 1000),
                     offset: offset.max(0),
+                    after: None,
                 })
                 .await?;
             out(&format!(

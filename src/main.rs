@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc instead of glibc malloc: malloc/free were 21 % of the server's CPU on the turn path
 /// with glibc, and glibc kept the memory of closed connections and finished streams (its
 /// per-thread arenas return little to the system). Measured in docs/operations.md.
@@ -13,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // .env fills in what the environment does not set; a missing file is fine.
     let _ = dotenvy::dotenv();
-    let cli = agentd::cli::Cli::parse();
+    let cli = agentd::cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -155,11 +154,18 @@ impl Agent {
         if stored_hash != idem.hash {
             return Err(TurnError::IdempotencyMismatch);
         }
-        serde_json::from_value(response).map(Some).map_err(|e| {
-            TurnError::Store(StoreError::Corrupt(format!(
-                "stored idempotent response: {e}"
-            )))
-        })
+        serde_json::from_value(response)
+            .map(|o: TurnOutcome| {
+                Some(TurnOutcome {
+                    replayed: true,
+                    ..o
+                })
+            })
+            .map_err(|e| {
+                TurnError::Store(StoreError::Corrupt(format!(
+                    "stored idempotent response: {e}"
+                )))
+            })
     }
 
     /// Runs one turn.
@@ -478,8 +484,7 @@ impl Agent {
             ));
             messages.push(call_msg);
             for (index, call) in tool_calls.iter().enumerate() {
-                let arguments = serde_json::from_str(&call.arguments)
-                    .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+                let arguments = call.arguments_json();
                 if let Some(log) = &req.events {
                     log.push(TurnEvent::ToolCall {
                         id: call.id.clone(),
@@ -556,6 +561,7 @@ impl Agent {
                 usage,
                 model: model_name.clone(),
                 created_at: finished_at,
+                replayed: false,
             },
             state,
             run: RunRecord {

@@ -54,6 +54,15 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The arguments as the API shows them everywhere (`/chat`, histories, streams): parsed
+    /// JSON, or the raw text as a JSON string when the model wrote something that is not JSON.
+    pub fn arguments_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.arguments)
+            .unwrap_or_else(|_| serde_json::Value::String(self.arguments.clone()))
+    }
+}
+
 /// One message of a conversation as the model sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {

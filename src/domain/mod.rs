@@ -62,3 +62,75 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
 }
+
+/// Which edge of a plain date a time bound in a query stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEdge {
+    /// `from=2026-12-01`: from the start of that day.
+    Start,
+    /// `to=2026-12-01`: up to the end of that day (the start of the next one, exclusive).
+    End,
+}
+
+/// What a date in a query may look like, for error messages.
+pub const QUERY_TIME_FORMATS: &str =
+    "a date like 2026-12-01 or an RFC 3339 date-time like 2026-12-01T09:00:00Z";
+
+/// A time bound given in a query string (issue 11.8): an RFC 3339 date-time, or a plain date
+/// (`2026-12-01`) read in `tz`, the organisation's time zone, at the `edge` of that day.
+pub fn parse_query_time(
+    raw: &str,
+    tz: chrono_tz::Tz,
+    edge: DayEdge,
+) -> Result<chrono::DateTime<chrono::Utc>, Invalid> {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    let raw = raw.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let bad = || invalid(format!("expected {QUERY_TIME_FORMATS}, got {raw:?}"));
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())?;
+    let day = match edge {
+        DayEdge::Start => date,
+        DayEdge::End => date.succ_opt().ok_or_else(bad)?,
+    };
+    // Midnight can fall in a DST gap in a few zones: take the first instant of the day.
+    let midnight = day.and_hms_opt(0, 0, 0).ok_or_else(bad)?;
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod query_time_tests {
+    use super::*;
+
+    #[test]
+    fn plain_dates_and_date_times_are_accepted_and_others_named() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let from = parse_query_time("2026-12-01", berlin, DayEdge::Start).unwrap();
+        assert_eq!(from.to_rfc3339(), "2026-11-30T23:00:00+00:00");
+        let to = parse_query_time("2026-12-01", berlin, DayEdge::End).unwrap();
+        assert_eq!(to.to_rfc3339(), "2026-12-01T23:00:00+00:00");
+        let exact = parse_query_time("2026-12-01T09:30:00+01:00", berlin, DayEdge::End).unwrap();
+        assert_eq!(exact.to_rfc3339(), "2026-12-01T08:30:00+00:00");
+        for bad in [
+            "2026-12",
+            "01/12/2026",
+            "2026-13-01",
+            "",
+            "2026-12-01T09:00",
+        ] {
+            let e = parse_query_time(bad, berlin, DayEdge::Start).unwrap_err();
+            assert!(
+                e.0.contains("2026-12-01") && e.0.contains("RFC 3339"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

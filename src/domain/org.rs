@@ -399,7 +399,7 @@ org_body! {
 org_body! {
     /// Body of `PATCH /api/v1/admin/orgs/{org}`. Only the fields present change.
     UpdateOrg {
-        /// Optimistic concurrency: the version you read. Mismatch → 409 (or use `If-Match`).
+        /// Optimistic concurrency: the version you read. Mismatch → 412 (or use `If-Match`).
         version: Option<i64>,
     }
 }

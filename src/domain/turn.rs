@@ -19,7 +19,9 @@ pub struct ToolCallRecord {
     pub id: String,
     #[schema(example = "create_appointment")]
     pub name: String,
-    /// The arguments as parsed JSON (or the raw text when they were not JSON).
+    /// The arguments as parsed JSON (or the raw text, as a string, when they were not JSON):
+    /// the same type wherever a tool call is shown.
+    #[schema(value_type = Object, example = json!({"service_id": "general-consultation", "start": "2026-12-03T14:00:00+01:00"}))]
     pub arguments: Value,
     /// The tool's JSON result, or `{"error": "…"}`.
     pub result: Value,
@@ -41,6 +43,10 @@ pub struct TurnOutcome {
     pub usage: Usage,
     pub model: String,
     pub created_at: DateTime<Utc>,
+    /// True when this is a stored reply returned again for a reused Idempotency-Key (the
+    /// `Idempotency-Replayed: true` header); never stored.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// What the turn did, beside the reply.
@@ -53,7 +59,11 @@ pub struct TurnMetadata {
     /// IDLE when nothing is in progress.
     #[schema(example = "COLLECT_SERVICE")]
     pub current_state: String,
-    /// Messages in the conversation, this turn's included (tool calls and results count).
+    /// How many messages the conversation holds after this turn: exactly the messages its history and
+    /// `GET /api/v1/conversations/{id}/messages` list (`total`), i.e. the visitor's messages,
+    /// the assistant's (those that only call tools included) and tool results; deleted
+    /// messages are not counted.
+    #[schema(example = 4)]
     pub message_count: i64,
     pub tool_calls: Vec<ToolCallRecord>,
     pub usage: Usage,
@@ -137,6 +147,8 @@ pub enum TurnEvent {
         id: String,
         #[schema(example = "check_availability")]
         name: String,
+        /// Parsed JSON, as in `/chat`'s `metadata.tool_calls`.
+        #[schema(value_type = Object)]
         arguments: Value,
     },
     /// The tool's result (or `{"error": …}`).

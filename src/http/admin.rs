@@ -3,8 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -13,6 +11,7 @@ use super::page::{PageParams, Paged};
 use crate::admin::{self, CreatedApiKey, NewApiKey};
 use crate::domain::OrgId;
 use crate::domain::org::{NewOrg, Org, OrgPatch, UpdateOrg};
+use crate::domain::page::Page;
 use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::store::keys::ApiKey;
@@ -29,11 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A page of organisations.
 pub type OrgPage = Paged<Org>;
 
-/// The organisation's API keys, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeyList {
-    pub items: Vec<ApiKey>,
-}
+/// A page of the organisation's API keys, newest first: the same envelope as every list.
+pub type KeyList = Paged<ApiKey>;
 
 fn org_id(raw: &str) -> Result<OrgId, ApiError> {
     OrgId::parse(raw).map_err(|e| ApiError::validation("org", e.0))
@@ -123,7 +119,8 @@ async fn get_org(
 }
 
 /// Update an organisation. Only the fields present change. For optimistic concurrency send
-/// `If-Match` with the ETag you read, or the `version` field: a stale one gets 409.
+/// `If-Match` with the ETag you read, or the `version` field: a stale one gets
+/// 412 `PRECONDITION_FAILED` (RFC 9110).
 #[utoipa::path(patch, path = "/api/v1/admin/orgs/{org}", tag = "admin", security(("admin" = [])),
     params(("org" = String, Path, description = "Organisation id"),
            ("If-Match" = Option<String>, Header, description = "ETag of the version you read")),
@@ -132,7 +129,7 @@ async fn get_org(
         (status = 200, description = "The updated organisation", body = Org,
             headers(("ETag" = String, description = "The new version tag"))),
         (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The organisation changed since that version", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The organisation changed since the version in If-Match or `version` (PRECONDITION_FAILED); re-read it and retry", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_org(
     State(state): State<AppState>,
@@ -200,20 +197,32 @@ async fn create_key(
 
 /// List an organisation's API keys (never their secrets).
 #[utoipa::path(get, path = "/api/v1/admin/orgs/{org}/keys", tag = "admin", security(("admin" = [])),
-    params(("org" = String, Path, description = "Organisation id")),
+    params(("org" = String, Path, description = "Organisation id"), PageParams),
     responses(
-        (status = 200, description = "The keys", body = KeyList),
+        (status = 200, description = "A page of keys", body = KeyList),
         (status = 404, description = "No such organisation", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_keys(
     State(state): State<AppState>,
     Path(org): Path<String>,
+    Query(page): Query<PageParams>,
 ) -> Result<axum::Json<KeyList>, ApiError> {
     let id = org_id(&org)?;
+    let req = page.resolve()?;
     admin::get_org(&state.store, &id).await?;
-    Ok(axum::Json(KeyList {
-        items: state.store.list_keys(&id).await?,
-    }))
+    // An organisation has a handful of keys: paged here rather than in SQL.
+    let keys = state.store.list_keys(&id).await?;
+    let total = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+    let items = keys
+        .into_iter()
+        .skip(usize::try_from(req.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(req.limit).unwrap_or(0))
+        .collect();
+    Ok(axum::Json(Paged::of(
+        Page::by_offset(items, total, req),
+        req,
+        |k| k,
+    )))
 }
 
 /// Revoke an API key. It stops working on this instance at once (other instances within the

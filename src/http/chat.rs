@@ -4,7 +4,8 @@
 //! message view. Handlers parse, call the agent or the conversations service, and render.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -58,6 +59,30 @@ pub struct ChatResponse {
     pub metadata: TurnMetadata,
 }
 
+/// A tool call as every response shows it: the arguments are parsed JSON (an object), the
+/// same type in `/chat`, histories, message lists and streams (issue 11.8).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolCallView {
+    #[schema(example = "call_0193a4f26c1e7b3a")]
+    pub id: String,
+    #[schema(example = "check_availability")]
+    pub name: String,
+    /// The arguments as parsed JSON (or the raw text, as a string, when the model wrote
+    /// something that is not JSON).
+    #[schema(value_type = Object, example = json!({"service_id": "general-consultation", "date": "2026-12-03"}))]
+    pub arguments: serde_json::Value,
+}
+
+impl From<&ToolCall> for ToolCallView {
+    fn from(c: &ToolCall) -> Self {
+        Self {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            arguments: c.arguments_json(),
+        }
+    }
+}
+
 /// A stored message as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
@@ -65,9 +90,9 @@ pub struct MessageView {
     /// user, assistant or tool.
     pub role: Role,
     pub content: String,
-    /// Tool calls an assistant message made.
+    /// Tool calls an assistant message made; `arguments` is a JSON object, as in `/chat`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<ToolCall>,
+    pub tool_calls: Vec<ToolCallView>,
     /// For tool results: the call answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
@@ -85,7 +110,10 @@ impl From<Message> for MessageView {
             id: m.id,
             role: m.role,
             content: m.content,
-            tool_calls: m.tool_calls.map(|j| j.0).unwrap_or_default(),
+            tool_calls: m
+                .tool_calls
+                .map(|j| j.0.iter().map(ToolCallView::from).collect())
+                .unwrap_or_default(),
             tool_call_id: m.tool_call_id,
             name: m.tool_name,
             model: m.model,
@@ -99,12 +127,20 @@ impl From<Message> for MessageView {
 pub struct SessionMetadata {
     #[schema(example = "CONFIRM")]
     pub current_state: String,
+    /// How many messages the conversation holds now: exactly the messages its history and
+    /// `GET /api/v1/conversations/{id}/messages` list (`total`), i.e. the visitor's messages,
+    /// the assistant's (those that only call tools included) and tool results; deleted
+    /// messages are not counted.
+    #[schema(example = 10)]
     pub message_count: i64,
 }
 
 /// A session's messages, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionHistory {
+    /// The session's id (as every resource carries it).
+    pub id: ConversationId,
+    /// The same as `id`.
     pub session_id: ConversationId,
     pub messages: Vec<MessageView>,
     pub metadata: SessionMetadata,
@@ -131,6 +167,20 @@ pub fn idempotency(
     .map_err(|e| ApiError::validation("Idempotency-Key", e.0))
 }
 
+/// Name of the header set on a reply replayed for a reused Idempotency-Key.
+pub const IDEMPOTENCY_REPLAYED: &str = "idempotency-replayed";
+
+/// `body` as the response, with `Idempotency-Replayed: true` when it is a stored reply
+/// returned again (as Stripe and the IETF idempotency-key draft's implementations do).
+pub fn reply(status: StatusCode, body: impl Serialize, replayed: bool) -> Response {
+    let mut res = (status, axum::Json(body)).into_response();
+    if replayed {
+        res.headers_mut()
+            .insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
+    }
+    res
+}
+
 /// A message validated against the org's limits.
 pub fn message_text(p: &Principal, raw: &str) -> Result<MessageText, ApiError> {
     MessageText::parse(raw, p.org.settings.max_message_chars as usize)
@@ -144,7 +194,8 @@ pub fn message_text(p: &Principal, raw: &str) -> Result<MessageText, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body → the stored reply")),
     request_body = ChatRequest,
     responses(
-        (status = 200, description = "The agent's reply", body = ChatResponse),
+        (status = 200, description = "The agent's reply", body = ChatResponse,
+            headers(("Idempotency-Replayed" = String, description = "`true` when this is the stored reply to a reused Idempotency-Key; absent otherwise"))),
         (status = 403, description = "org_id is not yours (ORG_MISMATCH), or the session is another user's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another turn is running and the org's policy is reject (TURN_IN_PROGRESS)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The model provider failed (LLM_UPSTREAM_ERROR)", body = Problem, content_type = "application/problem+json"),
@@ -155,17 +206,18 @@ async fn post_chat(
     principal: Principal,
     headers: HeaderMap,
     Json(body): Json<ChatRequest>,
-) -> Result<axum::Json<ChatResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let req = chat_request(&principal, &headers, &body)?;
     let handle = state.agent.start(req, Delivery::Reply).await?;
     let session_id = handle.conversation_id;
     let outcome = handle.outcome().await?;
-    Ok(axum::Json(ChatResponse {
+    let body = ChatResponse {
         response: outcome.response.clone(),
         session_id,
         message_id: outcome.message_id,
         metadata: TurnMetadata::of(&outcome),
-    }))
+    };
+    Ok(reply(StatusCode::OK, body, outcome.replayed))
 }
 
 /// Validates a /chat body (every field error at once) and checks the org: the turn to ask the
@@ -230,10 +282,12 @@ async fn get_history(
     let latest = PageRequest {
         limit: HISTORY_LIMIT,
         offset: 0,
+        after: None,
     };
     let (conv, page) =
         conversations::messages(&state.store, principal.caller(), id, true, latest).await?;
     Ok(axum::Json(SessionHistory {
+        id: conv.id,
         session_id: conv.id,
         messages: page
             .items

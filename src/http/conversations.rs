@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::chat::{MessageView, idempotency, message_text};
+use super::chat::{MessageView, ToolCallView, idempotency, message_text, reply};
 use super::extract::{Json, Path, Query, path_id};
-use super::page::{PageParams, Paged};
+use super::page::{CursorPageParams, Paged};
 use crate::agent::{Delivery, Target, TurnRequest};
 use crate::auth::Principal;
 use crate::conversations;
@@ -67,6 +67,11 @@ pub struct ConversationView {
     pub archived: bool,
     /// The end user who owns it, for conversations started with an end-user token.
     pub user_id: Option<String>,
+    /// How many messages the conversation holds now: exactly the messages its history and
+    /// `GET /api/v1/conversations/{id}/messages` list (`total`), i.e. the visitor's messages,
+    /// the assistant's (those that only call tools included) and tool results; deleted
+    /// messages are not counted.
+    #[schema(example = 10)]
     pub message_count: i64,
     pub last_message_at: Option<DateTime<Utc>>,
     #[schema(example = "IDLE")]
@@ -105,8 +110,13 @@ pub type MessagePage = Paged<MessageView>;
 pub struct ConversationQuery {
     #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<i64>,
+    /// Items to skip (not with `after`).
     #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
+    /// The `id` of the last conversation of the previous page: the next page starts after
+    /// it and does not shift when conversations start meanwhile.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<String>,
     /// Only archived (true) or only active (false) conversations.
     pub archived: Option<bool>,
 }
@@ -117,14 +127,6 @@ pub struct ConversationQuery {
 pub struct NewMessage {
     #[schema(example = "Do you have time tomorrow at 2 PM?")]
     pub message: String,
-}
-
-/// A tool call of the reply, as the model made it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ToolCallView {
-    pub id: String,
-    pub name: String,
-    pub arguments: Value,
 }
 
 /// A tool's result within the reply's turn.
@@ -193,7 +195,8 @@ async fn create_conversation(
     Ok((StatusCode::CREATED, axum::Json(conv.into())))
 }
 
-/// List conversations, newest first. End users see only their own.
+/// List conversations, newest first. End users see only their own. Page on with `after` = the
+/// last item's `id`.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = []), ("bearer" = [])),
     params(ConversationQuery),
     responses((status = 200, description = "A page of conversations", body = ConversationPage)))]
@@ -202,7 +205,8 @@ async fn list_conversations(
     principal: Principal,
     Query(q): Query<ConversationQuery>,
 ) -> Result<axum::Json<ConversationPage>, ApiError> {
-    let req = PageRequest::new(q.limit, q.offset).map_err(ApiError::Validation)?;
+    let req = PageRequest::with_cursor(q.limit, q.offset, q.after.as_deref())
+        .map_err(ApiError::Validation)?;
     let page = conversations::list(&state.store, principal.caller(), q.archived, req).await?;
     Ok(axum::Json(Paged::of(page, req, ConversationView::from)))
 }
@@ -282,7 +286,8 @@ async fn delete_conversation(
            ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body → the stored reply")),
     request_body = NewMessage,
     responses(
-        (status = 201, description = "The assistant's reply", body = AssistantReply),
+        (status = 201, description = "The assistant's reply", body = AssistantReply,
+            headers(("Idempotency-Replayed" = String, description = "`true` when this is the stored reply to a reused Idempotency-Key; absent otherwise"))),
         (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another turn is running (TURN_IN_PROGRESS)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The model provider failed (LLM_UPSTREAM_ERROR)", body = Problem, content_type = "application/problem+json"),
@@ -294,7 +299,7 @@ async fn create_message(
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<NewMessage>,
-) -> Result<(StatusCode, axum::Json<AssistantReply>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let req = message_request(&principal, &headers, &id, &body)?;
     let outcome = state
         .agent
@@ -302,7 +307,7 @@ async fn create_message(
         .await?
         .outcome()
         .await?;
-    let reply = AssistantReply {
+    let body = AssistantReply {
         id: outcome.message_id,
         role: "assistant",
         content: outcome.response.clone(),
@@ -327,7 +332,7 @@ async fn create_message(
         created_at: outcome.created_at,
         metadata: TurnMetadata::of(&outcome),
     };
-    Ok((StatusCode::CREATED, axum::Json(reply)))
+    Ok(reply(StatusCode::CREATED, body, outcome.replayed))
 }
 
 /// Validates a message for conversation `id`: the turn to ask the agent for (which checks the
@@ -359,9 +364,9 @@ pub fn message_request(
     })
 }
 
-/// List a conversation's messages, newest first.
+/// List a conversation's messages, newest first. Page on with `after` = the last item's `id`.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("api_key" = []), ("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Conversation id"), PageParams),
+    params(("id" = Uuid, Path, description = "Conversation id"), CursorPageParams),
     responses(
         (status = 200, description = "A page of messages", body = MessagePage),
         (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
@@ -370,7 +375,7 @@ async fn list_messages(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    Query(page): Query<PageParams>,
+    Query(page): Query<CursorPageParams>,
 ) -> Result<axum::Json<MessagePage>, ApiError> {
     let req = page.resolve()?;
     let id = path_id("id", &id)?;

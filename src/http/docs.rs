@@ -212,3 +212,279 @@ impl Modify for StandardErrors {
         }
     }
 }
+
+/// What generated clients need beyond what the annotations say (issue 11.10): an example on
+/// every problem response for its own status and code (not one 422 for every status), the
+/// `RateLimit-*` headers on tenant responses and `Retry-After` on 429s as declared response
+/// headers, `Idempotency-Key` as an optional string, and realistic values for ids and times
+/// that have no example. Worked on, and served as, the JSON form: utoipa's types do not read
+/// every document they write (an any-value schema `{}`).
+pub fn for_clients(doc: &OpenApiDoc) -> serde_json::Value {
+    let mut v = serde_json::to_value(doc).unwrap_or_default();
+    polish(&mut v);
+    v
+}
+
+/// Example values the document uses for ids, times and request ids.
+pub const EXAMPLE_UUID: &str = "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11";
+const EXAMPLE_TIME: &str = "2026-12-03T14:00:00Z";
+
+/// A response header as the document declares it (inline: utoipa's components have no
+/// `headers` section).
+fn header(name: &str) -> serde_json::Value {
+    use serde_json::json;
+    let (description, example) = match name {
+        "RateLimit-Limit" => (
+            "Requests allowed per window: the tighter of the organisation's quota and the end user's share of it (also sent as X-RateLimit-Limit).",
+            500,
+        ),
+        "RateLimit-Remaining" => (
+            "Requests left now (also sent as X-RateLimit-Remaining).",
+            499,
+        ),
+        "RateLimit-Reset" => (
+            "Seconds until the quota is whole again (also sent as X-RateLimit-Reset).",
+            8,
+        ),
+        _ => ("Seconds to wait before retrying.", 30),
+    };
+    json!({"description": description, "schema": {"type": "integer", "minimum": 0, "example": example}})
+}
+
+const RATE_HEADERS: [&str; 3] = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"];
+
+fn polish(v: &mut serde_json::Value) {
+    let schemas = v["components"]["schemas"].clone();
+    if let Some(paths) = v["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, op) in item.iter_mut() {
+                if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                polish_operation(path, op, &schemas);
+            }
+        }
+    }
+    if let Some(all) = v["components"]["schemas"].as_object_mut() {
+        for schema in all.values_mut() {
+            realistic_examples(schema);
+        }
+    }
+}
+
+fn polish_operation(path: &str, op: &mut serde_json::Value, schemas: &serde_json::Value) {
+    use serde_json::json;
+    let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+    let admin = op["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "admin"));
+    let field = example_field(op, schemas);
+    for p in op["parameters"].as_array_mut().into_iter().flatten() {
+        if p["name"] == "Idempotency-Key" {
+            p["required"] = json!(false);
+            p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 255,
+                                  "example": "5b9f2c1e-3d4a-4f6b-8c7d-9e0f1a2b3c4d"});
+        }
+    }
+    let Some(responses) = op["responses"].as_object_mut() else {
+        return;
+    };
+    for (status, res) in responses.iter_mut() {
+        if secured && !admin && status != "401" {
+            for h in RATE_HEADERS {
+                res["headers"][h] = header(h);
+            }
+        }
+        if status == "429" {
+            res["headers"]["Retry-After"] = header("Retry-After");
+        }
+        let description = res["description"].as_str().unwrap_or("").to_owned();
+        // Read with get_mut: indexing would insert nulls where there is no problem body.
+        let content = res
+            .get_mut("content")
+            .and_then(|c| c.get_mut(PROBLEM_JSON))
+            .and_then(|c| c.as_object_mut());
+        if let (Some(content), Ok(n)) = (content, status.parse::<u16>()) {
+            if !content.contains_key("example") {
+                content.insert(
+                    "example".to_owned(),
+                    problem_example(n, &description, path, &field),
+                );
+            }
+        }
+    }
+}
+
+/// The field a validation example names: the request body's first required field, else the
+/// first parameter.
+fn example_field(op: &serde_json::Value, schemas: &serde_json::Value) -> String {
+    let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    if let Some(name) = body
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        let s = &schemas[name];
+        if let Some(f) = s["required"][0].as_str() {
+            return f.to_owned();
+        }
+        if let Some(f) = s["properties"].as_object().and_then(|p| p.keys().next()) {
+            return f.clone();
+        }
+    }
+    op["parameters"][0]["name"]
+        .as_str()
+        .unwrap_or("id")
+        .to_owned()
+}
+
+/// The code a response description names (`… (TURN_IN_PROGRESS)`), else the usual one for
+/// its status.
+fn code_for(status: u16, description: &str) -> &'static str {
+    const CODES: [&str; 20] = [
+        "VALIDATION_ERROR",
+        "INVALID_JSON",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "UNAUTHORIZED",
+        "TOKEN_EXPIRED",
+        "FORBIDDEN",
+        "ORG_MISMATCH",
+        "ORG_INACTIVE",
+        "NOT_FOUND",
+        "CONFLICT",
+        "PRECONDITION_FAILED",
+        "TURN_IN_PROGRESS",
+        "IDEMPOTENCY_MISMATCH",
+        "RATE_LIMIT_EXCEEDED",
+        "PAYLOAD_TOO_LARGE",
+        "LLM_UPSTREAM_ERROR",
+        "AGENT_TIMEOUT",
+        "SERVICE_UNAVAILABLE",
+        "INTERNAL_ERROR",
+        "REQUEST_TIMEOUT",
+    ];
+    let named = description
+        .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .find_map(|w| CODES.iter().find(|c| **c == w).copied());
+    let default = match status {
+        400 => "INVALID_JSON",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        408 => "REQUEST_TIMEOUT",
+        409 => "CONFLICT",
+        412 => "PRECONDITION_FAILED",
+        413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        422 => "VALIDATION_ERROR",
+        429 => "RATE_LIMIT_EXCEEDED",
+        502 => "LLM_UPSTREAM_ERROR",
+        503 => "SERVICE_UNAVAILABLE",
+        504 => "AGENT_TIMEOUT",
+        _ => "INTERNAL_ERROR",
+    };
+    match named {
+        // A description may name codes of several statuses; keep to this one's.
+        Some(code) if status_of(code) == Some(status) => code,
+        _ => default,
+    }
+}
+
+/// The problem agentd answers with `code`, rendered by the same code as real errors.
+fn problem_for(code: &str) -> Option<Problem> {
+    use crate::http::error::ApiError as E;
+    let err = match code {
+        "VALIDATION_ERROR" => return None,
+        "INVALID_JSON" => E::InvalidJson("expected `,` or `}` at line 1 column 42".to_owned()),
+        "UNSUPPORTED_MEDIA_TYPE" => E::UnsupportedMediaType,
+        "UNAUTHORIZED" => E::Unauthorized(
+            "Authentication required: send X-API-Key: ak_… or Authorization: Bearer <token>.",
+        ),
+        "TOKEN_EXPIRED" => E::TokenExpired,
+        "FORBIDDEN" => E::Forbidden("This conversation belongs to another user.".to_owned()),
+        "ORG_MISMATCH" => E::OrgMismatch,
+        "ORG_INACTIVE" => E::OrgInactive,
+        "NOT_FOUND" => E::NotFound(format!("no such resource {EXAMPLE_UUID}")),
+        "CONFLICT" => E::Conflict("organisation acme already exists".to_owned()),
+        "PRECONDITION_FAILED" => E::PreconditionFailed(
+            "organisation acme is at version 4, not 3; re-read it and retry".to_owned(),
+        ),
+        "TURN_IN_PROGRESS" => E::TurnInProgress,
+        "IDEMPOTENCY_MISMATCH" => E::IdempotencyMismatch,
+        "RATE_LIMIT_EXCEEDED" => E::RateLimited {
+            retry_after_secs: 30,
+        },
+        "PAYLOAD_TOO_LARGE" => E::PayloadTooLarge,
+        "LLM_UPSTREAM_ERROR" => E::LlmUpstream(Box::new(std::io::Error::other("upstream"))),
+        "AGENT_TIMEOUT" => E::AgentTimeout,
+        "SERVICE_UNAVAILABLE" => {
+            E::Unavailable("The database is unreachable; retry shortly.".to_owned())
+        }
+        "REQUEST_TIMEOUT" => {
+            return Some(Problem::for_status(axum::http::StatusCode::REQUEST_TIMEOUT));
+        }
+        _ => E::Internal(Box::new(std::io::Error::other("example"))),
+    };
+    Some(err.problem())
+}
+
+fn status_of(code: &str) -> Option<u16> {
+    match code {
+        "VALIDATION_ERROR" | "IDEMPOTENCY_MISMATCH" => Some(422),
+        other => problem_for(other).map(|p| p.status),
+    }
+}
+
+fn problem_example(status: u16, description: &str, path: &str, field: &str) -> serde_json::Value {
+    let code = code_for(status, description);
+    let mut p = problem_for(code).unwrap_or_else(|| {
+        crate::http::error::ApiError::validation(field, "must not be empty").problem()
+    });
+    // A status the code table does not know keeps its own number.
+    p.status = status;
+    p.instance = Some(path.replace("{id}", EXAMPLE_UUID).replace("{org}", "acme"));
+    p.request_id = Some("0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a99".to_owned());
+    serde_json::to_value(p).unwrap_or_default()
+}
+
+/// Gives uuid and date-time properties without an example a realistic one, recursively.
+fn realistic_examples(schema: &mut serde_json::Value) {
+    use serde_json::json;
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let no_example = !obj.contains_key("example") && !obj.contains_key("examples");
+    let is_string = match obj.get("type") {
+        Some(serde_json::Value::String(t)) => t == "string",
+        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if no_example && is_string {
+        match obj.get("format").and_then(|f| f.as_str()) {
+            Some("uuid") => {
+                obj.insert("example".to_owned(), json!(EXAMPLE_UUID));
+            }
+            Some("date-time") => {
+                obj.insert("example".to_owned(), json!(EXAMPLE_TIME));
+            }
+            _ => {}
+        }
+    }
+    for key in ["properties"] {
+        if let Some(props) = obj.get_mut(key).and_then(|p| p.as_object_mut()) {
+            props.values_mut().for_each(realistic_examples);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(inner) = obj.get_mut(key) {
+            realistic_examples(inner);
+        }
+    }
+    for key in ["allOf", "oneOf", "anyOf"] {
+        if let Some(alts) = obj.get_mut(key).and_then(|a| a.as_array_mut()) {
+            alts.iter_mut().for_each(realistic_examples);
+        }
+    }
+}

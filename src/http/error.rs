@@ -142,6 +142,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A conditional request's precondition (`If-Match`) no longer holds (RFC 9110 §13.1.1).
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     #[error("turn in progress")]
     TurnInProgress,
     #[error("idempotency key reused with another request")]
@@ -241,6 +244,12 @@ impl ApiError {
                 "Run already finished",
                 format!("The run has already finished ({status}); there is nothing to cancel."),
             ),
+            Self::PreconditionFailed(detail) => Problem::new(
+                S::PRECONDITION_FAILED,
+                "PRECONDITION_FAILED",
+                "Precondition failed",
+                detail.clone(),
+            ),
             Self::TurnInProgress => Problem::new(
                 S::CONFLICT,
                 "TURN_IN_PROGRESS",
@@ -316,6 +325,12 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::UnknownCursor(id) => Self::validation(
+                "after",
+                format!(
+                    "no item {id} in this list; pass the id of the last item of the previous page"
+                ),
+            ),
             StoreError::Unavailable(_) => {
                 Self::Unavailable("The database is unreachable; retry shortly.".to_owned())
             }
@@ -375,6 +390,7 @@ impl From<AdminError> for ApiError {
             AdminError::Validation(errors) => Self::Validation(errors),
             AdminError::NotFound(id) => Self::NotFound(format!("no organisation {id}")),
             AdminError::Conflict(what) => Self::Conflict(what),
+            AdminError::StaleVersion(what) => Self::PreconditionFailed(what),
             AdminError::Store(e) => e.into(),
             e @ AdminError::Hashing(_) => Self::internal(e),
         }

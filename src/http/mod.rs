@@ -58,7 +58,7 @@ pub struct SkillRoutes {
 
 /// Builds the public, tenant and admin routers into one, with the OpenAPI document describing
 /// exactly what was mounted.
-pub fn router(state: AppState, skills: SkillRoutes) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router(state: AppState, skills: SkillRoutes) -> (Router, serde_json::Value) {
     // Deny by default: only `ops` and the playground are public; every tenant route passes
     // `authenticate`, every admin route `require_admin`.
     let tenant = tokens::router()
@@ -83,9 +83,10 @@ pub fn router(state: AppState, skills: SkillRoutes) -> (Router, utoipa::openapi:
         .split_for_parts();
     docs::add_standard_errors(&mut spec);
     docs::describe_event_payloads(&mut spec, &skills.event_payloads);
+    let spec = docs::for_clients(&spec);
 
     let app = routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec.clone()))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", spec.clone()))
         .fallback(|| async { ApiError::NotFound("No such route.".to_owned()) })
         .with_state(state.clone());
     (layers(app, &state), spec)
@@ -115,6 +116,7 @@ pub fn layers(app: Router, state: &AppState) -> Router {
             header::RETRY_AFTER,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("x-run-id"),
+            HeaderName::from_static("idempotency-replayed"),
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),

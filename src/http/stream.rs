@@ -366,6 +366,9 @@ async fn run_conversation(
 /// A run's status and result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
+    /// The run's id (as every resource carries it).
+    pub id: RunId,
+    /// The same as `id`.
     pub run_id: RunId,
     pub conversation_id: ConversationId,
     pub status: RunStatus,
@@ -473,6 +476,7 @@ async fn run_view(
         });
     match (stored, log, snapshot) {
         (Some(run), _, _) => Ok(RunView {
+            id: run_id,
             run_id,
             conversation_id: run.conversation_id,
             status: run.status,
@@ -487,6 +491,7 @@ async fn run_view(
             result,
         }),
         (None, Some(log), Some(snap)) => Ok(RunView {
+            id: run_id,
             run_id,
             conversation_id: log.conversation_id,
             status: snap.status,

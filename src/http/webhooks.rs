@@ -51,8 +51,11 @@ pub struct NewWebhook {
     /// A single event type, instead of `event_types`.
     #[serde(default)]
     pub event_type: Option<String>,
-    /// Signing secret `whsec_<base64 of 24–64 bytes>`; generated when absent.
+    /// Signing secret: `whsec_<base64 of 24–64 bytes>` (signed with the decoded bytes), or
+    /// any other text of 16–256 characters (signed with its UTF-8 bytes as given, e.g.
+    /// `wordpress_webhook_secret`). Generated (`whsec_`, 32 random bytes) when absent.
     #[serde(default)]
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwRm9vYmFy")]
     pub secret: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
@@ -79,6 +82,10 @@ pub struct UpdateWebhook {
 /// A registered endpoint (the secret is shown only at registration).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
+    #[schema(example = "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11")]
+    pub id: Uuid,
+    /// The same as `id` (kept for plugins that read it).
+    #[schema(example = "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11")]
     pub webhook_id: Uuid,
     #[schema(example = "https://shop.example.com/wp-json/agentd/v1/webhook")]
     pub url: String,
@@ -99,6 +106,7 @@ pub struct WebhookView {
 impl From<Webhook> for WebhookView {
     fn from(w: Webhook) -> Self {
         Self {
+            id: w.id,
             webhook_id: w.id,
             url: w.url,
             event_types: w.event_types,
@@ -116,6 +124,7 @@ impl From<Webhook> for WebhookView {
 /// A newly registered endpoint, with its signing secret: store it now, it is not shown again.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
+    "id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11",
     "webhook_id": "0193a4f2-6c1e-7b3a-9d55-2f1f0c8e4a11",
     "url": "https://shop.example.com/wp-json/agentd/v1/webhook",
     "event_types": ["appointment.cancelled", "appointment.created"],
@@ -125,11 +134,13 @@ impl From<Webhook> for WebhookView {
     "active": true
 }))]
 pub struct RegisteredWebhook {
+    pub id: Uuid,
+    /// The same as `id` (kept for plugins that read it).
     pub webhook_id: Uuid,
     pub url: String,
     pub event_types: Vec<String>,
-    /// The Standard Webhooks signing secret. The HMAC key is the base64-decoded part after
-    /// `whsec_`.
+    /// The signing secret, as given or generated. For a `whsec_` secret the HMAC key is the
+    /// base64-decoded part after `whsec_`; for any other secret it is the secret's own bytes.
     pub secret: String,
     pub description: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -225,7 +236,7 @@ fn checked_description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Optio
     responses(
         (status = 201, description = "Registered; keep the secret", body = RegisteredWebhook),
         (status = 409, description = "The organisation has 20 endpoints already (CONFLICT)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid URL (refused address), unknown event type, or malformed secret (VALIDATION_ERROR)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid URL (refused address), unknown event type, or a secret that is neither whsec_ base64 nor 16–256 characters (VALIDATION_ERROR)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_webhook(
     State(state): State<AppState>,
@@ -241,7 +252,7 @@ async fn create_webhook(
     responses(
         (status = 201, description = "Registered; keep the secret", body = RegisteredWebhook),
         (status = 409, description = "The organisation has 20 endpoints already (CONFLICT)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid URL (refused address), unknown event type, or malformed secret (VALIDATION_ERROR)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid URL (refused address), unknown event type, or a secret that is neither whsec_ base64 nor 16–256 characters (VALIDATION_ERROR)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn register_webhook(
     State(state): State<AppState>,
@@ -272,7 +283,8 @@ async fn register(
     }
     let secret = match body.secret.as_deref() {
         None => Some(SigningSecret::generate()),
-        Some(raw) => SigningSecret::parse(raw.trim())
+        // Not trimmed here: a raw secret signs with exactly the bytes the plugin sent.
+        Some(raw) => SigningSecret::parse(raw)
             .map_err(|e| errors.push(FieldError::new("secret", e)))
             .ok(),
     };
@@ -302,6 +314,7 @@ async fn register(
     Ok((
         StatusCode::CREATED,
         axum::Json(RegisteredWebhook {
+            id: hook.id,
             webhook_id: hook.id,
             url: hook.url,
             event_types: hook.event_types,

@@ -176,18 +176,32 @@ impl Store {
         // Optional filters as `($n IS NULL OR col = $n)`: one statement, both backends.
         let cond = "org_id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR end_user = $2) \
                     AND ($3 IS NULL OR archived = $3)";
+        // The cursor compares with the stored row itself (deleted ones too, so a page's last
+        // item deleted meanwhile still works), in the list's order; one row more tells
+        // whether more follow.
         let sql = format!(
             "SELECT {CONV_COLUMNS} FROM conversations WHERE {cond} \
+             AND ($6 IS NULL OR (created_at, id) < \
+                  (SELECT c.created_at, c.id FROM conversations c WHERE c.org_id = $1 AND c.id = $6)) \
              ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
         );
         let count = format!("SELECT COUNT(*) FROM conversations WHERE {cond}");
         let (items, total) = on_read!(self, pool => {
+            if let Some(after) = page.after {
+                let known: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM conversations WHERE org_id = $1 AND id = $2")
+                    .bind(org.as_str()).bind(after).fetch_one(pool).await?;
+                if known == 0 {
+                    return Err(StoreError::UnknownCursor(after));
+                }
+            }
             let items: Vec<Conversation> = sqlx::query_as(&sql)
                 .bind(org.as_str())
                 .bind(filter.end_user)
                 .bind(filter.archived)
-                .bind(page.limit)
+                .bind(page.limit + 1)
                 .bind(page.offset)
+                .bind(page.after)
                 .fetch_all(pool)
                 .await?;
             let total: i64 = sqlx::query_scalar(&count)
@@ -198,7 +212,7 @@ impl Store {
                 .await?;
             (items, total)
         });
-        Ok(Page { items, total })
+        Ok(Page::by_peek(items, total, page))
     }
 
     /// Changes title, metadata and/or archived; `None` when there is no such conversation.
@@ -337,22 +351,40 @@ impl Store {
         newest_first: bool,
         page: PageRequest,
     ) -> StoreResult<Page<Message>> {
-        let order = if newest_first { "DESC" } else { "ASC" };
+        let (order, beyond) = if newest_first {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
         let cond = "conversation_id = $1 AND org_id = $2 AND deleted_at IS NULL";
+        // The cursor is a message of this conversation (a deleted one too); its sequence
+        // number places it. One row more tells whether more follow.
         let sql = format!(
-            "SELECT {MSG_COLUMNS} FROM messages WHERE {cond} ORDER BY seq {order} LIMIT $3 OFFSET $4"
+            "SELECT {MSG_COLUMNS} FROM messages WHERE {cond} \
+             AND ($5 IS NULL OR seq {beyond} (SELECT m.seq FROM messages m \
+                  WHERE m.conversation_id = $1 AND m.org_id = $2 AND m.id = $5)) \
+             ORDER BY seq {order} LIMIT $3 OFFSET $4"
         );
         let count = format!("SELECT COUNT(*) FROM messages WHERE {cond}");
         let (items, total) = on_read!(self, pool => {
+            if let Some(after) = page.after {
+                let known: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND org_id = $2 AND id = $3")
+                    .bind(conversation).bind(org.as_str()).bind(after).fetch_one(pool).await?;
+                if known == 0 {
+                    return Err(StoreError::UnknownCursor(after));
+                }
+            }
             let items: Vec<Message> = sqlx::query_as(&sql)
-                .bind(conversation).bind(org.as_str()).bind(page.limit).bind(page.offset)
+                .bind(conversation).bind(org.as_str()).bind(page.limit + 1).bind(page.offset)
+                .bind(page.after)
                 .fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar(&count)
                 .bind(conversation).bind(org.as_str())
                 .fetch_one(pool).await?;
             (items, total)
         });
-        Ok(Page { items, total })
+        Ok(Page::by_peek(items, total, page))
     }
 
     /// Soft-deletes one message; false when there is no such live message.

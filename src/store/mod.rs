@@ -40,6 +40,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("invalid DATABASE_URL: {0}")]
     Config(String),
+    /// A list's `after` cursor names no item of that list.
+    #[error("no item {0} to page after")]
+    UnknownCursor(uuid::Uuid),
 }
 
 impl From<sqlx::Error> for StoreError {

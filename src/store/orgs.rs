@@ -113,7 +113,7 @@ impl Store {
             .into_iter()
             .map(Org::try_from)
             .collect::<StoreResult<_>>()?;
-        Ok(Page { items, total })
+        Ok(Page::by_offset(items, total, page))
     }
 
     pub async fn count_orgs(&self) -> StoreResult<i64> {

@@ -344,7 +344,7 @@ impl Store {
                 r.into_webhook(types)
             })
             .collect::<StoreResult<_>>()?;
-        Ok(Page { items, total })
+        Ok(Page::by_offset(items, total, page))
     }
 
     /// An endpoint of `org`; another org's id is `None`, like an unknown one.
@@ -426,7 +426,7 @@ impl Store {
                 .bind(webhook).bind(org.as_str()).fetch_one(pool).await?;
             (items, total)
         });
-        Ok(Page { items, total })
+        Ok(Page::by_offset(items, total, page))
     }
 
     /// Writes a `webhook.test` event for one endpoint (whatever it subscribes to) with its

@@ -77,7 +77,7 @@ backend_test! {
 }
 
 backend_test! {
-    async fn updates_apply_only_given_fields_and_stale_versions_conflict(backend: Backend) {
+    async fn updates_apply_only_given_fields_and_stale_versions_fail_their_precondition(backend: Backend) {
         let app = spawn_app(backend).await;
         app.create_org("acme", json!({"system_prompt": "Be nice."})).await;
 
@@ -96,10 +96,15 @@ backend_test! {
         let res = app.admin(Method::PATCH, "/api/v1/admin/orgs/acme")
             .header("If-Match", "\"1\"").json(&json!({"name": "Lost update"})).send().await.unwrap();
         let (status, body) = problem(res).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("CONFLICT")));
+        // RFC 9110: a failed If-Match is 412 Precondition Failed, not 409.
+        assert_eq!((status, body["code"].as_str()), (StatusCode::PRECONDITION_FAILED, Some("PRECONDITION_FAILED")));
+        assert!(body["detail"].as_str().unwrap().contains("version 2"), "{body}");
         let res = app.admin(Method::PATCH, "/api/v1/admin/orgs/acme")
             .json(&json!({"name": "Lost update", "version": 1})).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::CONFLICT);
+        assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+        // A weak ETag of the current version passes; nothing was lost.
+        let org: Value = app.admin(Method::GET, "/api/v1/admin/orgs/acme").send().await.unwrap().json().await.unwrap();
+        assert_eq!(org["name"], "Acme Two");
 
         let res = app.admin(Method::PATCH, "/api/v1/admin/orgs/acme")
             .json(&json!({"version": 2, "tier": "custom", "rate_limit": {"requests": 50, "window_seconds": 60}}))
@@ -175,5 +180,21 @@ backend_test! {
         let (status, body) = problem(res).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body["detail"].as_str().unwrap().contains("ADMIN_TOKEN"), "{body}");
+    }
+}
+
+backend_test! {
+    async fn the_readme_creates_an_organisation_that_has_services_to_book(backend: Backend) {
+        // The walk-through's body, read from the README itself so the two cannot drift apart.
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find(r#"-d '{"id": "acme""#).expect("the README creates acme") + 4;
+        let end = start + readme[start..].find("}'").unwrap() + 1;
+        let body: Value = serde_json::from_str(&readme[start..end]).unwrap();
+        let app = spawn_app(backend).await;
+        let res = app.admin(Method::POST, "/api/v1/admin/orgs").json(&body).send().await.unwrap();
+        let org = created(res).await;
+        assert_eq!(org["services"].as_array().unwrap().len(), 2, "{org}");
+        assert_eq!(org["business_hours"]["wed"].as_array().unwrap().len(), 2, "{org}");
+        assert_eq!(org["business_hours"]["sun"], json!([]));
     }
 }

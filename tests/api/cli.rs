@@ -85,6 +85,12 @@ fn run(cmd: &mut Command) -> String {
 fn first_run_creates_the_demo_org_and_prints_a_working_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let (server, rx) = start(&mut agentd(dir.path()));
+    // The demo organisation is generous enough to explore, and says its limit (issue 11.9).
+    let first = wait_for(&rx, |l| l.contains("First run"));
+    assert!(
+        first.contains("10000 requests an hour") && first.contains("2500 per end user"),
+        "{first}"
+    );
     let key_line = wait_for(&rx, |l| l.trim_start().starts_with("ak_"));
     let key = key_line.trim().to_owned();
     let curl = wait_for(&rx, |l| l.contains("curl -i http://"));
@@ -101,6 +107,7 @@ fn first_run_creates_the_demo_org_and_prints_a_working_key_once() {
 
     let res = reqwest::blocking_get(&url, &key);
     assert_eq!(res["org_id"], "demo");
+    assert_eq!(res["rate_limit"]["requests"], 10_000, "{res}");
     drop(server);
 
     // Second start: the org exists, no new key is printed.
@@ -319,4 +326,48 @@ fn unsafe_settings_are_refused_at_start() {
         assert!(!out.status.success(), "{var}={value} accepted");
         assert!(String::from_utf8_lossy(&out.stderr).contains(says));
     }
+}
+
+#[test]
+fn a_commands_help_shows_that_commands_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run(agentd(dir.path()).args(["keys", "create", "--help"]));
+    for word in ["--org", "--name", "--expires-at", "--database-url"] {
+        assert!(
+            help.contains(word),
+            "keys create --help lacks {word}: {help}"
+        );
+    }
+    for server_flag in [
+        "--port",
+        "--openai-api-key",
+        "--webhook-retry-schedule",
+        "--max-connections",
+    ] {
+        assert!(
+            !help.contains(server_flag),
+            "keys create --help shows {server_flag}: {help}"
+        );
+    }
+    assert!(
+        help.lines().count() < 40,
+        "{} lines: {help}",
+        help.lines().count()
+    );
+    // The server's own help still lists its settings, and they still work after a command.
+    let serve = run(agentd(dir.path()).args(["serve", "--help"]));
+    assert!(
+        serve.contains("--port") && serve.contains("--webhook-retry-schedule"),
+        "{serve}"
+    );
+    let db = format!("sqlite://{}/h.db?mode=rwc", dir.path().display());
+    let listed = run(agentd(dir.path()).args([
+        "orgs",
+        "list",
+        "--database-url",
+        &db,
+        "--log-format",
+        "json",
+    ]));
+    assert!(listed.contains("ID"), "{listed}");
 }

@@ -16,6 +16,7 @@ mod architecture;
 mod cancel;
 mod cli;
 mod connections;
+mod contract;
 mod conversations;
 mod credentials;
 mod errors;

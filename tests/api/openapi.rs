@@ -141,3 +141,201 @@ backend_test! {
         assert_eq!(names, ["state", "chunk", "tool_call", "tool_result", "done", "error", "cancelled"]);
     }
 }
+
+/// The properties of `schema`, through `$ref`s and `allOf` (a flattened struct).
+fn properties(spec: &Value, schema: &Value) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return properties(spec, &spec["components"]["schemas"][name]);
+    }
+    let mut out: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        out.extend(properties(spec, part));
+    }
+    out
+}
+
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &spec["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    }
+}
+
+/// Every resource carries its identifier as `id` (issue 11.8): what a GET of one item, a 201
+/// and every list's items return.
+#[tokio::test]
+async fn every_resource_carries_its_identifier_as_id() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let spec: Value = app
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, res) in op["responses"].as_object().unwrap() {
+                let Some(schema) = res["content"]["application/json"].get("schema") else {
+                    continue;
+                };
+                let props = properties(&spec, schema);
+                let at = format!("{method} {path} {status}");
+                if props.iter().any(|p| p == "items") && props.iter().any(|p| p == "total") {
+                    let mut envelope = props.clone();
+                    envelope.sort();
+                    assert_eq!(
+                        envelope,
+                        ["has_more", "items", "limit", "offset", "total"],
+                        "{at}: another list envelope"
+                    );
+                    let items = &resolve(&spec, schema)["properties"]["items"]["items"];
+                    assert!(
+                        properties(&spec, items).iter().any(|p| p == "id"),
+                        "{at}: list items without id"
+                    );
+                    checked += 1;
+                } else if (method == "get" && path.ends_with('}')) || status == "201" {
+                    if path == "/api/v1/auth/token" {
+                        continue; // a credential, not a stored resource
+                    }
+                    assert!(
+                        props.iter().any(|p| p == "id"),
+                        "{at}: no id among {props:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 12, "{checked}");
+    // Webhooks keep webhook_id beside id (the seed plugin reads it).
+    for s in ["WebhookView", "RegisteredWebhook"] {
+        let props = properties(&spec, &spec["components"]["schemas"][s]);
+        assert!(
+            props.iter().any(|p| p == "id") && props.iter().any(|p| p == "webhook_id"),
+            "{s}: {props:?}"
+        );
+    }
+}
+
+/// A document clients can be generated from (issue 11.10): each problem response has an
+/// example of its own status and code, the rate-limit headers are declared response headers,
+/// `Idempotency-Key` is an optional string, ids and times have realistic examples.
+#[tokio::test]
+async fn the_document_has_per_status_examples_typed_headers_and_realistic_values() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let spec: Value = app
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat = &spec["paths"]["/api/v1/chat"]["post"];
+    let example = |op: &Value, status: &str| {
+        op["responses"][status]["content"]["application/problem+json"]["example"].clone()
+    };
+    for (status, code) in [
+        ("401", "UNAUTHORIZED"),
+        ("403", "ORG_MISMATCH"),
+        ("409", "TURN_IN_PROGRESS"),
+        ("422", "VALIDATION_ERROR"),
+        ("429", "RATE_LIMIT_EXCEEDED"),
+        ("500", "INTERNAL_ERROR"),
+        ("502", "LLM_UPSTREAM_ERROR"),
+        ("504", "AGENT_TIMEOUT"),
+    ] {
+        let ex = example(chat, status);
+        assert_eq!(
+            (ex["status"].to_string(), ex["code"].as_str()),
+            (status.to_owned(), Some(code)),
+            "{status}: {ex}"
+        );
+        assert_eq!(ex["instance"], "/api/v1/chat", "{ex}");
+    }
+    assert_eq!(example(chat, "422")["errors"][0]["field"], "message");
+    let patch_org = &spec["paths"]["/api/v1/admin/orgs/{org}"]["patch"];
+    assert_eq!(example(patch_org, "412")["code"], "PRECONDITION_FAILED");
+
+    // Every problem response, everywhere, shows its own status.
+    let mut problems = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let admin = op["tags"][0] == "admin";
+            for (status, res) in op["responses"].as_object().unwrap() {
+                if res["content"].get("application/problem+json").is_some() {
+                    problems += 1;
+                    let ex = example(op, status);
+                    assert_eq!(
+                        ex["status"].to_string(),
+                        *status,
+                        "{method} {path} {status}: {ex}"
+                    );
+                    assert!(
+                        ex["code"].is_string()
+                            && ex["type"]
+                                .as_str()
+                                .unwrap()
+                                .starts_with("urn:agentd:problem:")
+                    );
+                }
+                if secured && !admin && status != "401" {
+                    for h in ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"] {
+                        assert_eq!(
+                            res["headers"][h]["schema"]["type"], "integer",
+                            "{method} {path} {status} lacks {h}"
+                        );
+                    }
+                }
+                if status == "429" {
+                    assert_eq!(
+                        res["headers"]["Retry-After"]["schema"]["type"], "integer",
+                        "{method} {path}"
+                    );
+                }
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == "Idempotency-Key" {
+                    assert_eq!(
+                        (p["in"].as_str(), p["required"].as_bool()),
+                        (Some("header"), Some(false)),
+                        "{method} {path}"
+                    );
+                    assert_eq!(p["schema"]["type"], "string", "{method} {path}: {p}");
+                }
+            }
+        }
+    }
+    assert!(problems > 50, "{problems}");
+
+    // Realistic values: ids and times have examples that parse.
+    let conv = &spec["components"]["schemas"]["ConversationView"]["properties"];
+    let text = serde_json::to_string(&spec["components"]["schemas"]).unwrap();
+    assert!(
+        !text.contains("\"example\":\"string\""),
+        "placeholder examples left"
+    );
+    for (field, parse) in [("id", 0), ("created_at", 1)] {
+        let ex = conv[field]["example"].as_str().or_else(|| {
+            let r = conv[field]["$ref"].as_str()?;
+            spec["components"]["schemas"][r.trim_start_matches("#/components/schemas/")]["example"]
+                .as_str()
+        });
+        let ex = ex
+            .unwrap_or_else(|| panic!("ConversationView.{field} has no example: {}", conv[field]));
+        if parse == 0 {
+            uuid::Uuid::parse_str(ex).unwrap();
+        } else {
+            ex.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        }
+    }
+}

@@ -107,12 +107,22 @@ fn verify(secret: &str, r: &Received) -> bool {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
+    verify_with_key(&key, r)
+}
+
+/// Verifies as a plugin holding a raw secret does (PHP's `hash_hmac('sha256', …, $secret)`):
+/// the HMAC key is the secret's own bytes.
+fn verify_raw(secret: &str, r: &Received) -> bool {
+    verify_with_key(secret.as_bytes(), r)
+}
+
+fn verify_with_key(key: &[u8], r: &Received) -> bool {
     let (id, ts) = (r.header("webhook-id"), r.header("webhook-timestamp"));
     let ts_num: i64 = ts.parse().unwrap();
     if (Utc::now().timestamp() - ts_num).abs() > 300 {
         return false;
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(format!("{id}.{ts}.").as_bytes());
     mac.update(&r.body);
     let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
@@ -475,8 +485,11 @@ backend_test! {
         assert_eq!(body["errors"][0]["field"], "event_types[1]");
         let (status, body) = post(json!({"url": "https://93.184.216.34/"})).await;
         assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("event_types")));
-        let (status, body) = post(json!({"url": "https://93.184.216.34/", "event_type": "webhook.test", "secret": "whsec_c2hvcnQ="})).await;
-        assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("secret")));
+        for bad in ["whsec_c2hvcnQ=", "fifteen-chars!!", " wordpress_webhook_secret "] {
+            let (status, body) = post(json!({"url": "https://93.184.216.34/", "event_type": "appointment.created", "secret": bad})).await;
+            assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("secret")), "{bad:?}: {body}");
+            assert!(body["errors"][0]["message"].as_str().unwrap().contains("whsec_") || bad.starts_with(' '), "{body}");
+        }
 
         // A given secret is kept; the alias route works; a public IP literal is accepted.
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -508,5 +521,61 @@ backend_test! {
             assert!(spec["paths"].get(path).is_some(), "{path} undocumented");
         }
         assert!(spec["tags"].as_array().unwrap().iter().any(|t| t["name"] == "webhooks"));
+    }
+}
+
+backend_test! {
+    async fn the_wordpress_plugins_registration_with_a_plain_secret_is_accepted_and_verifies(backend: Backend) {
+        let app = app_allowing_private(backend, |_| {}).await;
+        let receiver = Receiver::start().await;
+        let key = booking_org(&app, "clinic", json!({})).await;
+
+        // Exactly what the seed WordPress plugin sends.
+        let res = app.post("/api/v1/webhooks/register").header("X-API-Key", &key)
+            .json(&json!({"event_type": "appointment.created", "url": receiver.url, "secret": "wordpress_webhook_secret"}))
+            .send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let hook: Value = res.json().await.unwrap();
+        assert_eq!(hook["secret"], "wordpress_webhook_secret");
+        assert_eq!(hook["event_types"], json!(["appointment.created"]));
+        // The plugin reads webhook_id; every resource also has id.
+        assert_eq!(hook["webhook_id"], hook["id"]);
+        assert!(hook["id"].as_str().unwrap().parse::<Uuid>().is_ok());
+
+        let org = agentd::domain::OrgId::parse("clinic").unwrap();
+        let start = Utc::now() + Duration::days(2);
+        let booking = agentd::skills::booking::store::NewAppointment {
+            confirmation_number: "APPT-WPWPWP".to_owned(), service_id: "follow-up".into(), service_name: "Follow-up".into(),
+            start_at: start, end_at: start + Duration::minutes(15), customer_name: "Mary Jones".into(),
+            customer_email: "mary@example.com".into(), customer_phone: None, end_user: None, conversation_id: None,
+        };
+        Bookings(&app.state.store).create_appointment(&org, &booking, agentd::domain::now()).await.unwrap();
+        let stats = app.state.webhooks.run_once().await.unwrap();
+        assert_eq!(stats.delivered, 1, "{stats:?}");
+
+        let got = receiver.of_type("appointment.created");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].json()["data"]["confirmation_number"], "APPT-WPWPWP");
+        // Verified with the secret's own bytes, as the plugin's hash_hmac does...
+        assert!(verify_raw("wordpress_webhook_secret", &got[0]), "raw signature does not verify");
+        assert!(!verify_raw("wordpress_webhook_secreT", &got[0]));
+        // ...and the test ping verifies the same way.
+        let res = call(&app, Method::POST, &format!("/api/v1/webhooks/{}/test", hook["id"].as_str().unwrap()), &key).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(verify_raw("wordpress_webhook_secret", &receiver.of_type("webhook.test")[0]));
+
+        // GET and the list carry both id and webhook_id.
+        let view: Value = call(&app, Method::GET, &format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap()), &key)
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!((&view["id"], &view["webhook_id"]), (&hook["id"], &hook["id"]));
+        let list: Value = call(&app, Method::GET, "/api/v1/webhooks", &key).send().await.unwrap().json().await.unwrap();
+        assert_eq!(list["items"][0]["id"], hook["id"]);
+
+        // Without a secret, one is generated: whsec_ and 32 random bytes.
+        let res = app.post("/api/v1/webhooks/register").header("X-API-Key", &key)
+            .json(&json!({"event_type": "appointment.created", "url": receiver.url})).send().await.unwrap();
+        let generated: Value = created(res).await;
+        let secret = generated["secret"].as_str().unwrap();
+        assert_eq!(STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap().len(), 32);
     }
 }

@@ -2,7 +2,6 @@
 //! `/{id}`. API-key callers only (an end user's bookings are the business's records).
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,7 +10,8 @@ use utoipa_axum::routes;
 use super::store::{Appointment, AppointmentFilter, Bookings};
 use crate::auth::Principal;
 use crate::domain::page::PageRequest;
-use crate::http::error::{ApiError, Problem};
+use crate::domain::{DayEdge, parse_query_time};
+use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{Path, Query};
 use crate::http::page::Paged;
 use crate::state::AppState;
@@ -26,15 +26,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AppointmentQuery {
     /// booked or cancelled.
+    #[param(example = "booked")]
     pub status: Option<String>,
-    /// Appointments starting at or after this time (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Appointments starting before this time (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
+    /// Appointments starting at or after this time: a date (`2026-12-01`, from the start of
+    /// that day in the organisation's time zone) or an RFC 3339 date-time.
+    #[param(example = "2026-12-01")]
+    pub from: Option<String>,
+    /// Appointments starting before this time: a date (`2026-12-07`, up to the end of that
+    /// day in the organisation's time zone) or an RFC 3339 date-time (exclusive).
+    #[param(example = "2026-12-07")]
+    pub to: Option<String>,
     #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<i64>,
+    /// Items to skip (not with `after`).
     #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
+    /// The `id` of the last appointment of the previous page: the next page starts after it.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<String>,
 }
 
 /// A page of appointments, by start time.
@@ -44,7 +53,8 @@ fn key_callers_only(p: &Principal) -> Result<(), ApiError> {
     Ok(p.require_api_key("Appointments")?)
 }
 
-/// List the organisation's appointments by start time.
+/// List the organisation's appointments by start time. Page on with `after` = the last
+/// item's `id`.
 #[utoipa::path(get, path = "/api/v1/appointments", tag = "appointments", security(("api_key" = [])),
     params(AppointmentQuery),
     responses((status = 200, description = "A page of appointments", body = AppointmentPage)))]
@@ -54,20 +64,33 @@ async fn list_appointments(
     Query(q): Query<AppointmentQuery>,
 ) -> Result<axum::Json<AppointmentPage>, ApiError> {
     key_callers_only(&principal)?;
-    let req = PageRequest::new(q.limit, q.offset).map_err(ApiError::Validation)?;
+    let mut errors = PageRequest::with_cursor(q.limit, q.offset, q.after.as_deref())
+        .err()
+        .unwrap_or_default();
     if q.status
         .as_deref()
         .is_some_and(|s| s != "booked" && s != "cancelled")
     {
-        return Err(ApiError::validation(
-            "status",
-            "must be booked or cancelled",
-        ));
+        errors.push(FieldError::new("status", "must be booked or cancelled"));
     }
+    let tz = principal.org.settings.tz();
+    let mut time = |field: &str, raw: Option<&str>, edge: DayEdge| {
+        raw.and_then(|r| {
+            parse_query_time(r, tz, edge)
+                .map_err(|e| errors.push(FieldError::new(field, e.0)))
+                .ok()
+        })
+    };
+    let from = time("from", q.from.as_deref(), DayEdge::Start);
+    let to = time("to", q.to.as_deref(), DayEdge::End);
+    let req = match PageRequest::with_cursor(q.limit, q.offset, q.after.as_deref()) {
+        Ok(req) if errors.is_empty() => req,
+        _ => return Err(ApiError::Validation(errors)),
+    };
     let filter = AppointmentFilter {
         status: q.status.as_deref(),
-        from: q.from,
-        to: q.to,
+        from,
+        to,
     };
     let page = Bookings(&state.store)
         .list_appointments(principal.org_id(), &filter, req)

@@ -214,20 +214,34 @@ impl Bookings<'_> {
     ) -> StoreResult<Page<Appointment>> {
         let cond = "org_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR start_at >= $3) \
                     AND ($4 IS NULL OR start_at < $4)";
+        // The cursor `after` is an appointment of the org, placed by (start_at, id); one row
+        // more tells whether more follow.
         let sql = format!(
-            "SELECT {APPT_COLUMNS} FROM appointments WHERE {cond} ORDER BY start_at, id LIMIT $5 OFFSET $6"
+            "SELECT {APPT_COLUMNS} FROM appointments WHERE {cond} \
+             AND ($7 IS NULL OR (start_at, id) > \
+                  (SELECT a.start_at, a.id FROM appointments a WHERE a.org_id = $1 AND a.id = $7)) \
+             ORDER BY start_at, id LIMIT $5 OFFSET $6"
         );
         let count = format!("SELECT COUNT(*) FROM appointments WHERE {cond}");
         let (items, total) = on_read!(self.0, pool => {
+            if let Some(after) = page.after {
+                let known: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM appointments WHERE org_id = $1 AND id = $2")
+                    .bind(org.as_str()).bind(after).fetch_one(pool).await?;
+                if known == 0 {
+                    return Err(StoreError::UnknownCursor(after));
+                }
+            }
             let items: Vec<Appointment> = sqlx::query_as(&sql)
-                .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to).bind(page.limit).bind(page.offset)
+                .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to).bind(page.limit + 1).bind(page.offset)
+                .bind(page.after)
                 .fetch_all(pool).await?;
             let total: i64 = sqlx::query_scalar(&count)
                 .bind(org.as_str()).bind(f.status).bind(f.from).bind(f.to)
                 .fetch_one(pool).await?;
             (items, total)
         });
-        Ok(Page { items, total })
+        Ok(Page::by_peek(items, total, page))
     }
 
     /// Start times of booked slots in `[from, to)`, for availability.
