@@ -17,6 +17,7 @@ mod cli;
 mod connections;
 mod conversations;
 mod credentials;
+mod dialogue;
 mod errors;
 mod faults;
 mod layers;
