@@ -229,6 +229,15 @@ pub enum TurnPolicy {
     Reject,
 }
 
+/// How numeric dates such as `5/12` are read: day first (5 December, most of the world) or
+/// month first (12 May, the United States).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DateOrder {
+    DayFirst,
+    MonthFirst,
+}
+
 /// Everything about an organisation's agent that an operator can set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrgSettings {
@@ -255,6 +264,10 @@ pub struct OrgSettings {
     /// Concurrent turns on one conversation: `enqueue` (default) or `reject`.
     #[serde(default)]
     pub turn_policy: TurnPolicy,
+    /// How the agent reads numeric dates such as `5/12`: `day_first` or `month_first`.
+    /// Unset (null), a date that reads differently both ways is asked about.
+    #[serde(default)]
+    pub date_order: Option<DateOrder>,
 }
 
 impl OrgSettings {
@@ -279,6 +292,7 @@ impl Default for OrgSettings {
             session_ttl_seconds: 48 * 3600,
             max_message_chars: 2000,
             turn_policy: TurnPolicy::Enqueue,
+            date_order: None,
         }
     }
 }
@@ -361,6 +375,8 @@ macro_rules! org_body {
             #[schema(minimum = 1, maximum = 32000)]
             pub max_message_chars: Option<u32>,
             pub turn_policy: Option<TurnPolicy>,
+            /// `day_first` or `month_first`; unset, ambiguous numeric dates are asked about.
+            pub date_order: Option<DateOrder>,
         }
 
         impl $name {
@@ -381,6 +397,7 @@ macro_rules! org_body {
                     session_ttl_seconds: self.session_ttl_seconds,
                     max_message_chars: self.max_message_chars,
                     turn_policy: self.turn_policy,
+                    date_order: self.date_order,
                 }
             }
         }
@@ -421,6 +438,7 @@ pub struct OrgPatch {
     pub session_ttl_seconds: Option<u64>,
     pub max_message_chars: Option<u32>,
     pub turn_policy: Option<TurnPolicy>,
+    pub date_order: Option<DateOrder>,
 }
 
 impl OrgPatch {
@@ -597,6 +615,9 @@ impl OrgPatch {
         }
         if let Some(p) = self.turn_policy {
             s.turn_policy = p;
+        }
+        if let Some(order) = self.date_order {
+            s.date_order = Some(order);
         }
         if errors.is_empty() {
             Ok(d)

@@ -19,6 +19,7 @@ mod connections;
 mod contract;
 mod conversations;
 mod credentials;
+mod dialogue;
 mod errors;
 mod faults;
 mod layers;

@@ -272,18 +272,36 @@ impl<'a> Turn<'a> {
             .map(|m| m.content.as_str())
     }
 
+    /// How the organisation reads numeric dates ("5/12"), if it said.
+    pub fn date_order(&self) -> Option<crate::domain::org::DateOrder> {
+        self.req.context.org.settings.date_order
+    }
+
+    /// The date in `text`, numeric ones read in the organisation's date order.
+    pub fn read_date(&self, text: &str) -> nlu::DateReading {
+        nlu::read_date(text, self.now(), self.time_zone(), self.date_order())
+    }
+
+    /// The date in `text` when it is unambiguous.
+    pub fn date_in(&self, text: &str) -> Option<NaiveDate> {
+        match self.read_date(text) {
+            nlu::DateReading::Date(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// A date said in the user's previous message.
     pub fn date_hint(&self) -> Option<NaiveDate> {
-        nlu::parse_date(self.previous_user_text()?, self.now(), self.time_zone())
+        self.date_in(self.previous_user_text()?)
     }
 
     /// A time said on its own in the user's previous message (a full date and time was
     /// handled back then).
     pub fn time_hint(&self) -> Option<NaiveTime> {
         let previous = self.previous_user_text()?;
-        match nlu::parse_date(previous, self.now(), self.time_zone()) {
-            Some(_) => None,
-            None => nlu::parse_time(previous),
+        match self.read_date(previous) {
+            nlu::DateReading::None => nlu::parse_time(previous),
+            _ => None,
         }
     }
 
@@ -373,6 +391,17 @@ impl<'a> Turn<'a> {
     /// that repeats the question a flow waits on.
     fn small_talk(&self) -> Action {
         let pending = self.pending_question();
+        if nlu::says_bye(self.text) {
+            let thanks = if nlu::says_thanks(self.text) {
+                "You're welcome. "
+            } else {
+                ""
+            };
+            return reply(format!("{thanks}Goodbye, and have a nice day!"));
+        }
+        if nlu::restarts(self.text) {
+            return reply(format!("All right, let's start again. {}", self.help()));
+        }
         if nlu::asks_for_help(self.text) {
             let help = self.help();
             return match pending {
@@ -386,6 +415,9 @@ impl<'a> Turn<'a> {
         match (nlu::act(self.text), pending) {
             (Act::Greeting, None) => reply(format!("Hello! {}", self.help())),
             (Act::Greeting, Some(question)) => reply(format!("Hello again! {question}")),
+            (_, Some(question)) if nlu::says_thanks(self.text) => {
+                reply(format!("You're welcome! {question}"))
+            }
             (_, Some(question)) => reply(format!("Sorry, I didn't catch that. {question}")),
             _ if nlu::says_thanks(self.text) => {
                 reply("You're welcome! Is there anything else I can help with?")

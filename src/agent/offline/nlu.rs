@@ -6,6 +6,8 @@
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use regex::Regex;
 
+use crate::domain::org::DateOrder;
+
 /// Compiles one of this module's constant patterns.
 #[expect(
     clippy::expect_used,
@@ -54,7 +56,24 @@ pub fn words(text: &str) -> Vec<String> {
 // Times
 // ---------------------------------------------------------------------------------------------
 
-pattern!(TIME_AM_PM, r"\b(\d{1,2})(?::(\d{2}))?\s*(am|pm)\b");
+pattern!(TIME_AM_PM, r"\b(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm)\b");
+pattern!(
+    TIME_DOT,
+    r"\b(?:at|around|about|@|by|from)\s+(\d{1,2})\.(\d{2})\b"
+);
+pattern!(
+    TIME_PAST,
+    r"\b(half|quarter)\s+past\s+(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
+);
+pattern!(
+    TIME_MAKE_IT,
+    r"\b(?:make\s+it|change\s+it\s+to|move\s+it\s+to|how\s+about|what\s+about|rather)\s+(?:at\s+)?(\d{1,2})\b"
+);
+pattern!(
+    TIME_AT_WORD,
+    r"\b(?:at|around|about)\s+(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
+);
+pattern!(IN_THE_MORNING, r"\bin\s+the\s+morning\b");
 pattern!(TIME_COLON, r"(?:^|[^\d:])(\d{1,2}):(\d{2})(?:[^\d:]|$)");
 pattern!(TIME_H, r"\b(\d{1,2})h(\d{2})?\b");
 pattern!(TIME_OCLOCK, r"\b(\d{1,2})\s*o'?\s*clock\b");
@@ -78,7 +97,37 @@ fn afternoon_if_ambiguous(hour: u32, digits: &str) -> u32 {
     }
 }
 
+fn hour_word(word: &str) -> Option<u32> {
+    let n = match word {
+        "one" => 1,
+        "two" => 2,
+        "three" => 3,
+        "four" => 4,
+        "five" => 5,
+        "six" => 6,
+        "seven" => 7,
+        "eight" => 8,
+        "nine" => 9,
+        "ten" => 10,
+        "eleven" => 11,
+        "twelve" => 12,
+        digits => digits.parse().ok()?,
+    };
+    Some(n)
+}
+
+/// A bare hour read as the afternoon ("at 3") is the morning when the text says so ("at 6 in
+/// the morning").
 fn time_in(s: &str) -> Option<NaiveTime> {
+    use chrono::Timelike;
+    let t = time_in_day(s)?;
+    if IN_THE_MORNING.is_match(s) && (13..=18).contains(&t.hour()) && !TIME_AM_PM.is_match(s) {
+        return NaiveTime::from_hms_opt(t.hour() - 12, t.minute(), 0);
+    }
+    Some(t)
+}
+
+fn time_in_day(s: &str) -> Option<NaiveTime> {
     if let Some(c) = TIME_AM_PM.captures(s) {
         let hour: u32 = c[1].parse().ok()?;
         let minute: u32 = c.get(2).map_or(Some(0), |m| m.as_str().parse().ok())?;
@@ -95,6 +144,17 @@ fn time_in(s: &str) -> Option<NaiveTime> {
         let hour: u32 = c[1].parse().ok()?;
         let minute: u32 = c[2].parse().ok()?;
         return NaiveTime::from_hms_opt(afternoon_if_ambiguous(hour, &c[1]), minute, 0);
+    }
+    if let Some(c) = TIME_DOT.captures(s) {
+        let hour: u32 = c[1].parse().ok()?;
+        let minute: u32 = c[2].parse().ok()?;
+        return NaiveTime::from_hms_opt(afternoon_if_ambiguous(hour, &c[1]), minute, 0);
+    }
+    if let Some(c) = TIME_PAST.captures(s) {
+        let hour = hour_word(&c[2])?;
+        let minute = if &c[1] == "half" { 30 } else { 15 };
+        let hour = if hour <= 6 { hour + 12 } else { hour };
+        return NaiveTime::from_hms_opt(hour % 24, minute, 0);
     }
     if NOON.is_match(s) {
         return NaiveTime::from_hms_opt(12, 0, 0);
@@ -123,7 +183,106 @@ fn time_in(s: &str) -> Option<NaiveTime> {
             return NaiveTime::from_hms_opt(afternoon_if_ambiguous(hour, &c[1]), 0, 0);
         }
     }
+    for c in TIME_MAKE_IT.captures_iter(s) {
+        let Some(whole) = c.get(0) else { continue };
+        let rest = s[whole.end()..].trim_start();
+        let names_something_else = rest.starts_with(|ch: char| ch.is_ascii_alphabetic())
+            && !["instead", "then", "please", "o'clock"]
+                .iter()
+                .any(|w| rest.starts_with(w));
+        if rest.starts_with(['/', '.', '-']) || names_something_else {
+            continue;
+        }
+        let hour: u32 = c[1].parse().ok()?;
+        if (1..=23).contains(&hour) {
+            return NaiveTime::from_hms_opt(afternoon_if_ambiguous(hour, &c[1]), 0, 0);
+        }
+    }
+    if let Some(c) = TIME_AT_WORD.captures(s) {
+        let hour = hour_word(&c[1])?;
+        let hour = if hour <= 6 { hour + 12 } else { hour };
+        return NaiveTime::from_hms_opt(hour % 24, 0, 0);
+    }
     None
+}
+
+/// A message that is only an hour ("11", "at 4", "4 please"), as an answer to "what time?".
+pub fn bare_hour(text: &str) -> Option<NaiveTime> {
+    let w = words(text);
+    let digits: Vec<&String> = w
+        .iter()
+        .filter(|x| x.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    let rest_ok = w.iter().all(|x| {
+        x.chars().all(|c| c.is_ascii_digit())
+            || [
+                "at", "around", "about", "please", "then", "instead", "ok", "okay", "maybe",
+            ]
+            .contains(&x.as_str())
+    });
+    match digits.as_slice() {
+        [hour] if rest_ok && hour.len() <= 2 => {
+            let h: u32 = hour.parse().ok()?;
+            (1..=23)
+                .contains(&h)
+                .then(|| NaiveTime::from_hms_opt(afternoon_if_ambiguous(h, hour), 0, 0))
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
+/// Part of the day a visitor asks for ("friday afternoon").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartOfDay {
+    Morning,
+    Afternoon,
+    Evening,
+}
+
+impl PartOfDay {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Morning => "morning",
+            Self::Afternoon => "afternoon",
+            Self::Evening => "evening",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "morning" => Some(Self::Morning),
+            "afternoon" => Some(Self::Afternoon),
+            "evening" => Some(Self::Evening),
+            _ => None,
+        }
+    }
+
+    /// Whether a start time falls in this part of the day.
+    pub fn contains(self, t: NaiveTime) -> bool {
+        use chrono::Timelike;
+        match self {
+            Self::Morning => t.hour() < 12,
+            Self::Afternoon => (12..17).contains(&t.hour()),
+            Self::Evening => t.hour() >= 17,
+        }
+    }
+}
+
+pattern!(
+    PART_OF_DAY,
+    r"\b(morning|afternoon|evening|tonight|after\s+lunch|before\s+lunch|lunchtime)\b"
+);
+
+/// The part of the day the text names, if any.
+pub fn part_of_day(text: &str) -> Option<PartOfDay> {
+    let s = normalize(text);
+    let c = PART_OF_DAY.captures(&s)?;
+    match &c[1] {
+        "morning" | "before lunch" => Some(PartOfDay::Morning),
+        "afternoon" | "after lunch" | "lunchtime" => Some(PartOfDay::Afternoon),
+        _ => Some(PartOfDay::Evening),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,6 +292,7 @@ fn time_in(s: &str) -> Option<NaiveTime> {
 const MONTHS: &str = r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?";
 
 pattern!(MONTH_AT_START, format!(r"^(?:{MONTHS})\b"));
+pattern!(MONTH_WORD, format!(r"^(?:{MONTHS})$"));
 pattern!(ISO_DATE, r"\b(\d{4})[-/](\d{1,2})[-/](\d{1,2})\b");
 pattern!(
     DAY_MONTH,
@@ -143,6 +303,11 @@ pattern!(
     format!(r"\b({MONTHS})\.?\s+(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}})\b)?")
 );
 pattern!(THE_NTH, r"\b(?:the|on)\s+(\d{1,2})(?:st|nd|rd|th)\b");
+// "5/12", "5/12/2026", "20.12.2027" (with dots only with a year: "10.30" is a time).
+pattern!(
+    NUMERIC_DATE,
+    r"(?:^|[^\d/.:])(\d{1,2})(?:/(\d{1,2})(?:/(\d{2}|\d{4}))?|\.(\d{1,2})\.(\d{2}|\d{4}))(?:[^\d/.:]|\.?$|\.\s)"
+);
 pattern!(DAY_AFTER_TOMORROW, r"\bday after tomorrow\b");
 pattern!(
     TOMORROW,
@@ -163,9 +328,76 @@ pattern!(
 pattern!(NEXT_WEEK, r"\bnext week\b");
 
 /// A calendar date in the text, relative ones ("tomorrow", "Friday") counted from today in
-/// `tz` — near midnight UTC and the business's day differ.
+/// `tz` — near midnight UTC and the business's day differ. A numeric date that reads
+/// differently day-first and month-first ("5/12") is not a date here: see [`read_date`].
 pub fn parse_date(text: &str, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<NaiveDate> {
-    date_in(&normalize(text), today_in(now, tz))
+    match read_date(text, now, tz, None) {
+        DateReading::Date(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// What a text says about the date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateReading {
+    None,
+    Date(NaiveDate),
+    /// A numeric date valid both ways, read day-first and month-first, with no order to
+    /// settle it.
+    Ambiguous(NaiveDate, NaiveDate),
+}
+
+/// The date in the text, numeric ones ("5/12") read in `order` (the organisation's locale).
+pub fn read_date(
+    text: &str,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    order: Option<DateOrder>,
+) -> DateReading {
+    let s = normalize(text);
+    let today = today_in(now, tz);
+    if let Some(c) = NUMERIC_DATE.captures(&s) {
+        let first: Option<u32> = c.get(1).and_then(|m| m.as_str().parse().ok());
+        let second: Option<u32> = c
+            .get(2)
+            .or_else(|| c.get(4))
+            .and_then(|m| m.as_str().parse().ok());
+        let year = c.get(3).or_else(|| c.get(5)).map(|m| {
+            let y = m.as_str();
+            if y.len() == 2 {
+                format!("20{y}")
+            } else {
+                y.to_owned()
+            }
+        });
+        if let (Some(a), Some(b)) = (first, second) {
+            let day_first = with_year(today, year.as_deref(), b, a);
+            let month_first = with_year(today, year.as_deref(), a, b);
+            let chosen = match (order, day_first, month_first) {
+                (_, Some(d), Some(m)) if d == m => Some(d),
+                (Some(DateOrder::DayFirst), Some(d), _) => Some(d),
+                (Some(DateOrder::MonthFirst), _, Some(m)) => Some(m),
+                (_, Some(d), None) => Some(d),
+                (_, None, Some(m)) => Some(m),
+                (None, Some(d), Some(m)) => return DateReading::Ambiguous(d, m),
+                _ => None,
+            };
+            if let Some(date) = chosen {
+                return DateReading::Date(date);
+            }
+        }
+    }
+    match date_in(&s, today) {
+        Some(d) => DateReading::Date(d),
+        None => DateReading::None,
+    }
+}
+
+/// The month a text names on its own ("december", "in May"), as a number.
+pub fn month_named(text: &str) -> Option<u32> {
+    words(text)
+        .iter()
+        .find_map(|w| MONTH_WORD.is_match(w).then(|| month_number(w)).flatten())
 }
 
 /// The business's calendar day at `now`.
@@ -176,9 +408,8 @@ pub fn today_in(now: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
 /// A date and a time in the text, as wall-clock time in `tz`. `None` unless both are there:
 /// use [`parse_date`] and [`parse_time`] to combine a part with one collected earlier.
 pub fn parse_datetime(text: &str, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<NaiveDateTime> {
-    let s = normalize(text);
-    let date = date_in(&s, today_in(now, tz))?;
-    let time = time_in(&s)?;
+    let date = parse_date(text, now, tz)?;
+    let time = parse_time(text)?;
     Some(NaiveDateTime::new(date, time))
 }
 
@@ -440,6 +671,27 @@ const YES_PHRASES: &[&str] = &[
     "fine",
     "i confirm",
     "yes please",
+    "yes book it",
+    "confirm it",
+    "please confirm",
+    "yes do it",
+    "go on",
+    "works for me",
+    "that works",
+    "that's fine",
+    "thats fine",
+    "that is fine",
+    "fine by me",
+    "oui",
+    "ja",
+    "si",
+    "yas",
+    "yess",
+    "yesss",
+    "ye",
+    "yea",
+    "affirmative",
+    "book me in",
 ];
 const NO_PHRASES: &[&str] = &[
     "no",
@@ -465,6 +717,49 @@ const NO_PHRASES: &[&str] = &[
     "stop",
     "no way",
     "not really",
+    "no thanks",
+    "no thank you",
+    "not quite",
+    "actually no",
+    "n",
+];
+/// Phrases that call a request off altogether (a stronger no: "never mind", "forget it").
+const CALL_OFF_PHRASES: &[&str] = &[
+    "never mind",
+    "nevermind",
+    "forget it",
+    "forget about it",
+    "cancel",
+    "cancel that",
+    "cancel it",
+    "don't book it",
+    "dont book it",
+    "do not book it",
+    "don't bother",
+    "dont bother",
+    "stop",
+    "i changed my mind",
+    "changed my mind",
+    "not interested",
+];
+/// Phrases that start a conversation's request again from the beginning.
+const RESTART_PHRASES: &[&str] = &[
+    "start over",
+    "start again",
+    "start afresh",
+    "restart",
+    "begin again",
+    "start from the beginning",
+    "from the beginning",
+    "from scratch",
+    "start from scratch",
+    "reset",
+    "let's start over",
+    "lets start over",
+    "let's start again",
+    "lets start again",
+    "can we start over",
+    "can we start again",
 ];
 const POLITE_FILLER: &[&str] = &[
     "please",
@@ -492,10 +787,15 @@ const POLITE_FILLER: &[&str] = &[
 
 /// True when `words` is made up entirely of `phrases` and filler, with at least one phrase.
 fn only_phrases(words: &[String], phrases: &[&str]) -> bool {
+    only_phrases_with(words, phrases, &[])
+}
+
+/// [`only_phrases`], with `also` allowed as filler too.
+fn only_phrases_with(words: &[String], phrases: &[&str], also: &[&str]) -> bool {
     let mut i = 0;
     let mut strong = false;
     'outer: while i < words.len() {
-        for (list, is_strong) in [(phrases, true), (POLITE_FILLER, false)] {
+        for (list, is_strong) in [(phrases, true), (POLITE_FILLER, false), (also, false)] {
             // Longest phrase first, so "sounds good" wins over "sounds" as filler.
             let mut best = 0;
             for phrase in list.iter() {
@@ -535,6 +835,67 @@ pub fn yes_no(text: &str) -> Option<Act> {
     } else {
         None
     }
+}
+
+/// "Never mind", "no, forget it", "don't book it": the visitor calls the request off.
+pub fn calls_off(text: &str) -> bool {
+    let w = words(text);
+    only_phrases_with(&w, CALL_OFF_PHRASES, NO_PHRASES)
+}
+
+/// "Start over", "let's start again": back to the beginning.
+pub fn restarts(text: &str) -> bool {
+    let w = words(text);
+    only_phrases_with(
+        &w,
+        RESTART_PHRASES,
+        &[
+            "please", "ok", "okay", "just", "i", "want", "to", "no", "let's", "lets",
+        ],
+    )
+}
+
+/// "Bye", "thanks, goodbye", "that's all": the visitor is leaving.
+pub fn says_bye(text: &str) -> bool {
+    let w = words(text);
+    only_phrases_with(
+        &w,
+        &[
+            "bye",
+            "goodbye",
+            "bye bye",
+            "good bye",
+            "see you",
+            "see ya",
+            "cya",
+            "that's all",
+            "thats all",
+            "that is all",
+            "have a nice day",
+            "have a good day",
+        ],
+        &[
+            "great",
+            "cheers",
+            "ok",
+            "okay",
+            "perfect",
+            "thx",
+            "ty",
+            "for",
+            "your",
+            "help",
+            "then",
+            "all",
+            "for",
+            "now",
+            "the",
+            "and",
+            "nice",
+            "wonderful",
+            "awesome",
+        ],
+    )
 }
 
 /// The act of a message that no skill took as a request: a bare yes/no, a greeting, or a
@@ -748,6 +1109,114 @@ mod tests {
         ] {
             assert_eq!(yes_no(text), Some(Act::Deny), "{text}");
         }
+    }
+
+    #[test]
+    fn more_time_forms_are_understood() {
+        assert_eq!(time("Dec 5th at 10.30am").as_deref(), Some("10:30"));
+        assert_eq!(time("at 10.30").as_deref(), Some("10:30"));
+        assert_eq!(time("14h30").as_deref(), Some("14:30"));
+        assert_eq!(time("half past two").as_deref(), Some("14:30"));
+        assert_eq!(time("the time, make it 11").as_deref(), Some("11:00"));
+        assert_eq!(time("make it 4 instead").as_deref(), Some("16:00"));
+        assert_eq!(time("at 6 in the morning").as_deref(), Some("06:00"));
+        assert_eq!(time("I am free at 3").as_deref(), Some("15:00"));
+        assert_eq!(time("make it friday"), None);
+        assert_eq!(
+            bare_hour("11").map(|t| t.to_string()).as_deref(),
+            Some("11:00:00")
+        );
+        assert_eq!(
+            bare_hour("4 please").map(|t| t.to_string()).as_deref(),
+            Some("16:00:00")
+        );
+        assert_eq!(bare_hour("room 4b"), None);
+    }
+
+    fn read(text: &str, order: Option<DateOrder>) -> DateReading {
+        read_date(text, now(), Berlin, order)
+    }
+
+    fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn numeric_dates_follow_the_date_order_and_ambiguity_is_reported() {
+        let day_first = Some(DateOrder::DayFirst);
+        let month_first = Some(DateOrder::MonthFirst);
+        assert_eq!(
+            read("5/12 at 10", day_first),
+            DateReading::Date(ymd(2026, 12, 5))
+        );
+        assert_eq!(
+            read("5/12 at 10", month_first),
+            DateReading::Date(ymd(2027, 5, 12))
+        );
+        assert_eq!(
+            read("on 5/12", None),
+            DateReading::Ambiguous(ymd(2026, 12, 5), ymd(2027, 5, 12))
+        );
+        // Valid one way only, or the same both ways: no question.
+        assert_eq!(
+            read("13/12", month_first),
+            DateReading::Date(ymd(2026, 12, 13))
+        );
+        assert_eq!(read("12/12", None), DateReading::Date(ymd(2026, 12, 12)));
+        assert_eq!(
+            read("20.12.2027 14:00", day_first),
+            DateReading::Date(ymd(2027, 12, 20))
+        );
+        assert_eq!(read("20/12/27", None), DateReading::Date(ymd(2027, 12, 20)));
+        // A dotted time is not a date; an ISO date is never ambiguous.
+        assert_eq!(read("at 10.30", None), DateReading::None);
+        assert_eq!(
+            read("2026-12-05", None),
+            DateReading::Date(ymd(2026, 12, 5))
+        );
+        assert_eq!(parse_date("on 5/12", now(), Berlin), None);
+        assert_eq!(month_named("december please"), Some(12));
+        assert_eq!(month_named("the first one"), None);
+    }
+
+    #[test]
+    fn parts_of_the_day() {
+        assert_eq!(part_of_day("friday afternoon"), Some(PartOfDay::Afternoon));
+        assert_eq!(part_of_day("tomorrow morning"), Some(PartOfDay::Morning));
+        assert_eq!(part_of_day("tomorrow"), None);
+        let t = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+        assert!(PartOfDay::Afternoon.contains(t(13)) && !PartOfDay::Afternoon.contains(t(10)));
+    }
+
+    #[test]
+    fn calling_off_restarting_and_leaving_are_acts() {
+        for text in [
+            "never mind",
+            "no, forget it",
+            "don't book it",
+            "cancel that",
+        ] {
+            assert!(calls_off(text), "{text}");
+        }
+        for text in ["no", "nah", "wrong"] {
+            assert!(!calls_off(text), "{text}");
+        }
+        for text in ["start over", "let's start again", "Restart please"] {
+            assert!(restarts(text), "{text}");
+        }
+        assert!(!restarts("start at 3pm"));
+        for text in [
+            "thanks, bye",
+            "bye!",
+            "great thanks, goodbye",
+            "that's all, thank you",
+        ] {
+            assert!(says_bye(text), "{text}");
+        }
+        assert!(!says_bye("thanks"));
+        assert_eq!(yes_no("Y"), Some(Act::Confirm));
+        assert_eq!(yes_no("please confirm"), Some(Act::Confirm));
+        assert_eq!(yes_no("nah"), Some(Act::Deny));
     }
 
     #[test]

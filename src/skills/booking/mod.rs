@@ -3,6 +3,7 @@
 //! booking. Brings six tools, the `appointment.*` webhook events, the `/appointments` routes,
 //! the booking flow's state and its offline understanding.
 
+pub mod faq;
 pub mod nlu;
 pub mod offline;
 pub mod routes;

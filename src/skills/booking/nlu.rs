@@ -12,6 +12,8 @@ use crate::domain::Service;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Contact {
     pub name: Option<String>,
+    /// The name was introduced ("I'm …", "name: …", "it's …"), not just written.
+    pub name_labelled: bool,
     pub email: Option<String>,
     pub phone: Option<String>,
 }
@@ -30,11 +32,11 @@ pattern!(PHONE, r"(?:\+|\(\+?)?\d[\d \t\-()./]{4,}\d");
 pattern!(DATE_LIKE, r"\d{4}-\d{1,2}-\d{1,2}");
 pattern!(
     NAME_SEPARATORS,
-    r"(?i)[\n,;|]|\band\b|\s[-\u{2013}\u{2014}]\s"
+    r"(?i)[\n,;|]|[.!?]\s+|\band\b|\s[-\u{2013}\u{2014}]\s"
 );
 pattern!(
     NAME_LABEL,
-    r"(?i)^(?:(?:my|the|full|your)\s+)?(?:full\s+)?name(?:'s|\s+is|\s+should\s+be|\s+to)?\b[\s:\-]*|^i'm\s+|^im\s+|^i\s+am\s+|^this\s+is\s+|^it's\s+|^it\s+is\s+|^(?:you\s+can\s+)?call\s+me\s+|^(?:please\s+)?(?:change|update|set|make)\s+(?:my|the)\s+name\s+(?:to\s+)?|^(?:book|put)\s+it\s+(?:under|for)\s+(?:the\s+name\s+)?"
+    r"(?i)^(?:(?:my|the|full|your)\s+)?(?:full\s+)?name(?:'s|\s+is|\s+should\s+be|\s+to)?\b[\s:\-]*|^i'm\s+|^im\s+|^i\s+am\s+|^this\s+is\s+|^it's\s+|^its\s+|^it\s+is\s+|^(?:you\s+can\s+)?call\s+me\s+|^(?:please\s+)?(?:change|update|set|make)\s+(?:my|the)\s+name\s+(?:to\s+)?|^(?:book|put)\s+it\s+(?:under|for)\s+(?:the\s+name\s+)?"
 );
 pattern!(
     NAME_FILLER,
@@ -50,6 +52,27 @@ pattern!(NAME_WORD, r"^\p{L}[\p{L}'\-]*\.?$");
 /// taken for one.
 const NAME_STOP_WORDS: &[&str] = &[
     "a",
+    "ah",
+    "bye",
+    "cheers",
+    "eh",
+    "er",
+    "erm",
+    "goodbye",
+    "hm",
+    "hmm",
+    "hmmm",
+    "huh",
+    "lol",
+    "nah",
+    "over",
+    "restart",
+    "start",
+    "stop",
+    "uh",
+    "um",
+    "umm",
+    "wait",
     "about",
     "actually",
     "address",
@@ -239,14 +262,20 @@ pub fn parse_contact(text: &str) -> Contact {
     if let Some(phone) = &phone {
         rest = rest.replacen(phone.as_str(), "\n", 1);
     }
+    let (name, name_labelled) = match find_name(&rest) {
+        Some((name, labelled)) => (Some(name), labelled),
+        None => (None, false),
+    };
     Contact {
-        name: find_name(&rest),
-        email,
+        name,
+        name_labelled,
+        // Addresses are compared and stored as people expect: "MIKE@EXAMPLE.COM" is mike's.
+        email: email.map(|e| e.to_lowercase()),
         phone,
     }
 }
 
-fn find_name(text: &str) -> Option<String> {
+fn find_name(text: &str) -> Option<(String, bool)> {
     let mut unlabelled = None;
     for segment in NAME_SEPARATORS.split(text) {
         let mut segment = segment.trim();
@@ -273,9 +302,9 @@ fn find_name(text: &str) -> Option<String> {
             continue;
         };
         if labelled {
-            return Some(name);
+            return Some((name, true));
         }
-        unlabelled.get_or_insert(name);
+        unlabelled.get_or_insert((name, false));
     }
     unlabelled
 }
@@ -306,7 +335,13 @@ fn clean_name(segment: &str) -> Option<String> {
     }
     let name = words.join(" ");
     let name = name.trim_end_matches('.').to_owned();
-    // "john doe" typed in a hurry reads better as "John Doe"; mixed case is left as typed.
+    // "john doe" typed in a hurry (or "JOHN DOE" in capitals) reads better as "John Doe";
+    // mixed case is left as typed.
+    let all_caps = name.chars().filter(|c| c.is_alphabetic()).count() > 1
+        && !name.chars().any(char::is_lowercase);
+    if all_caps {
+        return Some(title_case(&name.to_lowercase()));
+    }
     if name.chars().any(char::is_uppercase) {
         Some(name)
     } else {
@@ -435,7 +470,7 @@ pattern!(
 );
 pattern!(
     CANCEL,
-    r"\b(?:cancel|call\s+off|(?:delete|remove)\s+(?:my|the|this|that)\s+(?:appointment|booking|reservation))\b"
+    r"\b(?:cancel|call\s+(?:it\s+|that\s+|this\s+)?off|(?:delete|remove)\s+(?:my|the|this|that)\s+(?:appointment|booking|reservation))\b"
 );
 pattern!(
     SHOW_APPOINTMENT,
@@ -472,6 +507,45 @@ pub fn request(text: &str) -> Option<Request> {
         return Some(Request::ListServices);
     }
     None
+}
+
+pattern!(
+    DAY_LATER,
+    r"\b(?:(?:the\s+)?day\s+after|(?:the\s+)?next\s+day|(?:the\s+)?following\s+day|a\s+day\s+later|one\s+day\s+later)\b"
+);
+pattern!(
+    DAY_EARLIER,
+    r"\b(?:(?:the\s+)?day\s+before|(?:the\s+)?previous\s+day|a\s+day\s+earlier|one\s+day\s+earlier)\b"
+);
+
+/// "The day after" (+1) or "the day before" (-1) the day already chosen.
+pub fn day_offset(text: &str) -> Option<i64> {
+    let s = normalize(text);
+    if DAY_LATER.is_match(&s) {
+        Some(1)
+    } else if DAY_EARLIER.is_match(&s) {
+        Some(-1)
+    } else {
+        None
+    }
+}
+
+pattern!(
+    CONFIRM_BOOKING,
+    r"^(?:(?:yes|yeah|yep|ok|okay|sure|please)[\s,!.]*)*(?:confirm|make|complete|finali[sz]e)\s+(?:the\s+|my\s+|this\s+|that\s+)?(?:booking|appointment|reservation)(?:[\s,!.]*(?:please|thanks|thank\s+you))*[\s!.]*$"
+);
+
+/// "Confirm booking", "yes, confirm the appointment": a yes in the booking's own words.
+pub fn confirms_booking(text: &str) -> bool {
+    CONFIRM_BOOKING.is_match(&normalize(text))
+}
+
+pattern!(REFERS_BACK, r"\b(?:one|it|that|this|them)\b");
+
+/// "Book me one", "I'll take it": a booking that refers back to the service talked about.
+pub fn refers_back(text: &str) -> bool {
+    let s = normalize(text);
+    REFERS_BACK.is_match(&s) && (BOOK.is_match(&s) || BOOK_VERB.is_match(&s))
 }
 
 /// True when the text asks to book ("I need an appointment", "can I come in").
@@ -542,6 +616,31 @@ mod tests {
         assert_eq!(parse_contact("a consultation for tomorrow").name, None);
         let c = parse_contact("(030) 123-4567");
         assert_eq!(c.phone.as_deref(), Some("(030) 123-4567"));
+    }
+
+    #[test]
+    fn labelled_names_are_told_apart_and_capitals_tidied() {
+        let c = parse_contact("its mary jones mary@example.com");
+        assert_eq!(c.name.as_deref(), Some("Mary Jones"));
+        assert!(c.name_labelled);
+        let c = parse_contact("Peter Parker");
+        assert_eq!(c.name.as_deref(), Some("Peter Parker"));
+        assert!(!c.name_labelled);
+        let c = parse_contact("MIKE ROSS, MIKE@EXAMPLE.COM");
+        assert_eq!(c.name.as_deref(), Some("Mike Ross"));
+        assert_eq!(c.email.as_deref(), Some("mike@example.com"));
+        let c = parse_contact("I'd like it on Friday at 3pm. I'm Tom Baker, tom@example.com");
+        assert_eq!(c.name.as_deref(), Some("Tom Baker"));
+        for text in ["hmm", "nah", "start over", "thanks, bye"] {
+            assert_eq!(parse_contact(text).name, None, "{text}");
+        }
+        assert_eq!(day_offset("actually the day after"), Some(1));
+        assert_eq!(day_offset("the day before please"), Some(-1));
+        assert!(refers_back("ok, book me one tomorrow at 10"));
+        assert!(confirms_booking("confirm booking"));
+        assert!(confirms_booking("Yes, confirm the appointment please"));
+        assert!(!confirms_booking("confirm booking for friday"));
+        assert!(!refers_back("tomorrow at 10"));
     }
 
     #[test]

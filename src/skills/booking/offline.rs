@@ -1,9 +1,10 @@
 //! How the offline model books, moves, cancels and looks up appointments: slot filling for
 //! service, time and contact details, then an explicit yes before `create_appointment`.
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::{Value, json};
 
+use super::faq;
 use super::nlu::{self as booking_nlu, Contact, Request};
 use super::state::{BookingState, Stage};
 use crate::agent::offline::nlu;
@@ -17,6 +18,11 @@ const START_FORMAT: &str = "%Y-%m-%dT%H:%M";
 const ASK_CANCEL_NUMBER: &str = "Which appointment should I cancel? Please tell me its confirmation number (it looks like APPT-XXXXXX).";
 const ASK_RESCHEDULE_NUMBER: &str = "Which appointment should I move? Please tell me its confirmation number (it looks like APPT-XXXXXX).";
 const ASK_WHAT_TO_CHANGE: &str = "No problem. What would you like to change: the service, the date and time, or your contact details?";
+const ASK_NEW_TIME: &str = "What time would you like instead?";
+const ASK_NEW_DAY: &str = "Which day would you like instead?";
+const ASK_NEW_EMAIL: &str = "What is the right email address?";
+const ASK_NEW_NAME: &str = "What name should I put the booking under?";
+const ASK_NEW_PHONE: &str = "What is the right phone number?";
 const ASK_SHOW_NUMBER: &str =
     "Please tell me the confirmation number of your appointment (it looks like APPT-XXXXXX).";
 
@@ -82,9 +88,22 @@ impl OfflineSkill for BookingOffline {
 enum Said {
     Confirm,
     Deny,
+    /// "Never mind", "forget it": the request is called off.
+    CallOff,
+    /// "Start over".
+    Restart,
+    /// "Thanks, bye".
+    Bye,
     Book,
     Greeting,
     Other,
+}
+
+impl Said {
+    /// A message that is only a dialogue act: it carries no details to fill in.
+    fn is_bare(self) -> bool {
+        matches!(self, Self::CallOff | Self::Restart | Self::Bye)
+    }
 }
 
 /// The booking flow during one step: the turn, and the flow's stage and state, written back
@@ -123,6 +142,18 @@ impl<'t, 'a> Flow<'t, 'a> {
 
     fn said(&self) -> Said {
         let text = self.turn.text;
+        if nlu::restarts(text) {
+            return Said::Restart;
+        }
+        if nlu::says_bye(text) {
+            return Said::Bye;
+        }
+        if nlu::calls_off(text) {
+            return Said::CallOff;
+        }
+        if booking_nlu::confirms_booking(text) {
+            return Said::Confirm;
+        }
         match nlu::yes_no(text) {
             Some(nlu::Act::Confirm) => return Said::Confirm,
             Some(nlu::Act::Deny) => return Said::Deny,
@@ -141,6 +172,9 @@ impl<'t, 'a> Flow<'t, 'a> {
 
     /// Requests about appointments, and a confirmation number given in answer to our question.
     fn request(&mut self) -> Option<Action> {
+        if let Some(action) = self.question() {
+            return Some(action);
+        }
         let number = booking_nlu::confirmation_number(self.turn.text);
         let asked = self.turn.previous_reply();
         if let Some(number) = &number {
@@ -164,6 +198,21 @@ impl<'t, 'a> Flow<'t, 'a> {
             Request::Show { confirmation } => self.show_appointment(confirmation),
             Request::ListServices => self.list_services(),
         })
+    }
+
+    /// A question the organisation's settings answer (hours, prices…), with the question
+    /// the flow waits on after it.
+    fn question(&mut self) -> Option<Action> {
+        let (answer, topic) = faq::answer(self.turn, self.st.draft.service_id.as_deref())?;
+        if topic.is_some() {
+            self.st.topic = topic;
+        }
+        let pending = self
+            .in_booking_flow()
+            .then(|| self.current_question())
+            .map(|q| format!(" {q}"))
+            .unwrap_or_default();
+        Some(reply(format!("{answer}{pending}")))
     }
 
     fn follow_up(&mut self, out: &ToolOutput, earlier: &[ToolOutput]) -> Action {
@@ -228,27 +277,104 @@ impl<'t, 'a> Flow<'t, 'a> {
 
     fn converse(&mut self, said: Said) -> Option<Action> {
         let stage = self.stage;
-        let contact = if matches!(stage, Stage::CollectContact | Stage::Confirm)
+        // Dialogue acts come first: "nah", "start over" or "thanks, bye" is never a detail.
+        if said.is_bare()
+            || nlu::yes_no(self.turn.text).is_some()
+            || booking_nlu::confirms_booking(self.turn.text)
+        {
+            if let Some(number) = self.rescheduling() {
+                return Some(self.reschedule_when(number, None, None, said));
+            }
+            return self.converse_without_details(said);
+        }
+        let mut contact = if matches!(stage, Stage::CollectContact | Stage::Confirm)
             || self.turn.text.contains('@')
         {
             booking_nlu::parse_contact(self.turn.text)
         } else {
             Contact::default()
         };
+        // A name only where one was asked for or is clearly given: labelled ("I'm …"), with
+        // an email or phone number, or in answer to our question.
+        let asked_name = (stage == Stage::CollectContact && self.st.draft.name.is_none())
+            || self.turn.previous_reply().ends_with(ASK_NEW_NAME);
+        if !(contact.name_labelled
+            || asked_name
+            || contact.email.is_some()
+            || contact.phone.is_some())
+        {
+            contact.name = None;
+        }
         // An email like "jo@extended-care.com" must not pick a service, nor a phone number a
         // time, so they are taken out before looking for those.
         let mut rest = self.turn.text.to_owned();
         for part in [&contact.email, &contact.phone].into_iter().flatten() {
             rest = rest.replacen(part.as_str(), " ", 1);
         }
-        let service = booking_nlu::match_service(&rest, self.turn.services());
-        let date = nlu::parse_date(&rest, self.turn.now(), self.turn.time_zone());
-        let time = nlu::parse_time(&rest);
+        let mut service = booking_nlu::match_service(&rest, self.turn.services());
+        if service.is_none() && booking_nlu::refers_back(&rest) {
+            // "Book me one" after asking about a service.
+            let topic = self.st.topic.clone();
+            service = topic.and_then(|id| self.turn.services().iter().find(|s| s.id == id));
+        }
+        let reading = self.turn.read_date(&rest);
+        let mut date = match reading {
+            nlu::DateReading::Date(d) => Some(d),
+            _ => None,
+        };
+        let mut time = nlu::parse_time(&rest);
+        if time.is_none()
+            && date.is_none()
+            && matches!(stage, Stage::CollectDatetime | Stage::Confirm)
+        {
+            time = nlu::bare_hour(&rest);
+        }
+        if date.is_none() && !self.st.draft.date_choices.is_empty() {
+            date = self.chosen_reading(&rest);
+            if date.is_some() {
+                time = time.or_else(|| {
+                    self.st
+                        .draft
+                        .pending_time
+                        .as_deref()
+                        .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
+                });
+            }
+        }
+        if date.is_none() {
+            // "The day after", "the next day": counted from the day already chosen.
+            let base = self
+                .st
+                .draft
+                .start
+                .as_deref()
+                .and_then(parse_start)
+                .map(|s| s.date())
+                .or_else(|| self.draft_day());
+            if let (Some(base), Some(offset)) = (base, booking_nlu::day_offset(&rest)) {
+                date = base.checked_add_signed(chrono::Duration::days(offset));
+            }
+        }
+        if date.is_some() {
+            if time.is_none() && !self.st.draft.date_choices.is_empty() {
+                time = self
+                    .st
+                    .draft
+                    .pending_time
+                    .as_deref()
+                    .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok());
+            }
+            self.st.draft.date_choices.clear();
+            self.st.draft.pending_time = None;
+        }
+        let period = nlu::part_of_day(&rest);
 
         if let Some(number) = self.rescheduling() {
             return Some(self.reschedule_when(number, date, time, said));
         }
-        if service.is_none() && date.is_none() && time.is_none() && contact.is_empty() {
+        let ambiguous = matches!(reading, nlu::DateReading::Ambiguous(..));
+        if service.is_none() && date.is_none() && time.is_none() && contact.is_empty() && !ambiguous
+        {
             return self.converse_without_details(said);
         }
         if !self.turn.has_tool("create_appointment") {
@@ -256,6 +382,22 @@ impl<'t, 'a> Flow<'t, 'a> {
         }
         if !self.in_booking_flow() {
             self.start_new_booking();
+        }
+        if let nlu::DateReading::Ambiguous(first, second) = reading {
+            if let Some(service) = service {
+                self.st.draft.service_id = Some(service.id.clone());
+            }
+            self.st.draft.date_choices = vec![first.to_string(), second.to_string()];
+            self.st.draft.pending_time = time.map(|t| t.format("%H:%M").to_string());
+            if self.stage != Stage::Confirm {
+                self.stage = Stage::CollectDatetime;
+            }
+            return Some(reply(self.ask_date_choice()));
+        }
+        if let Some(p) = period {
+            if time.is_none() {
+                self.st.draft.period = Some(p.as_str().to_owned());
+            }
         }
 
         let booking_start = self.st.draft.start.as_deref().and_then(parse_start);
@@ -293,16 +435,24 @@ impl<'t, 'a> Flow<'t, 'a> {
             (None, Some(t)) => booking_start
                 .map(|s| s.date())
                 .or_else(|| self.last_checked_date())
+                .or_else(|| self.draft_day())
                 .or_else(|| self.turn.date_hint())
                 .map(|d| (d, Some(t))),
             (None, None) => None,
         };
+        if let Some((d, _)) = requested {
+            self.st.draft.day = Some(d.to_string());
+        }
 
         let Some(service_id) = self.st.draft.service_id.clone() else {
-            // Keep a full date and time to check once the service is known.
-            if let Some((d, Some(t))) = requested {
-                self.st.draft.start = Some(format_start(NaiveDateTime::new(d, t)));
-                ack.push_str(&format!("Noted: {}. ", when(NaiveDateTime::new(d, t))));
+            // Keep the day (and time) to check once the service is known.
+            match requested {
+                Some((d, Some(t))) => {
+                    self.st.draft.start = Some(format_start(NaiveDateTime::new(d, t)));
+                    ack.push_str(&format!("Noted: {}. ", when(NaiveDateTime::new(d, t))));
+                }
+                Some((d, None)) => ack.push_str(&format!("Noted: {}. ", day(d))),
+                None => {}
             }
             self.stage = Stage::CollectService;
             return Some(reply(format!("{ack}{}", self.ask_service())));
@@ -317,11 +467,15 @@ impl<'t, 'a> Flow<'t, 'a> {
                 reply(format!("{ack}Which day would you like to come at {t}?"))
             }
             None if start_verified && !service_changed => self.contact_step(ack),
-            None => match booking_start {
+            None => match (booking_start, self.draft_day()) {
                 // A time noted before the service was known, or one to re-check because a
                 // different service may not fit it.
-                Some(start) => self.check_slot(&service_id, start.date(), Some(start.time()), ack),
-                None => {
+                (Some(start), _) => {
+                    self.check_slot(&service_id, start.date(), Some(start.time()), ack)
+                }
+                // A day asked for before the service: its free times.
+                (None, Some(d)) => self.check_slot(&service_id, d, None, ack),
+                (None, None) => {
                     self.stage = Stage::CollectDatetime;
                     reply(format!("{ack}{}", self.current_question()))
                 }
@@ -329,11 +483,49 @@ impl<'t, 'a> Flow<'t, 'a> {
         })
     }
 
+    fn draft_day(&self) -> Option<NaiveDate> {
+        self.st.draft.day.as_deref().and_then(|d| d.parse().ok())
+    }
+
+    /// Which reading of an ambiguous date the visitor chose: by month ("December"), by
+    /// position ("the first one"), or by saying the date again in words.
+    fn chosen_reading(&self, text: &str) -> Option<NaiveDate> {
+        let choices: Vec<NaiveDate> = self
+            .st
+            .draft
+            .date_choices
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        if let Some(month) = nlu::month_named(text) {
+            if let Some(d) = choices.iter().find(|d| d.month() == month) {
+                return Some(*d);
+            }
+        }
+        let words = nlu::words(text);
+        let has = |w: &str| words.iter().any(|x| x == w);
+        if has("first") || has("former") {
+            return choices.first().copied();
+        }
+        if has("second") || has("latter") || has("other") {
+            return choices.get(1).copied();
+        }
+        None
+    }
+
+    fn ask_date_choice(&self) -> String {
+        self.view().ask_date_choice()
+    }
+
     fn start_new_booking(&mut self) {
         let booking = &mut self.st.draft;
         booking.service_id = None;
         booking.start = None;
         booking.reschedule_of = None;
+        booking.day = None;
+        booking.period = None;
+        booking.date_choices.clear();
+        booking.pending_time = None;
         // Name, email and phone stay: the same customer booking again need not repeat them,
         // and the summary shows them before anything is booked.
     }
@@ -345,7 +537,25 @@ impl<'t, 'a> Flow<'t, 'a> {
         if nlu::asks_for_help(self.turn.text) {
             return None;
         }
+        if stage == Stage::Confirm && !said.is_bare() && said != Said::Confirm {
+            if let Some(question) = self.what_to_change() {
+                return Some(reply(question));
+            }
+        }
         Some(match said {
+            Said::Restart if self.in_booking_flow() => {
+                self.start_new_booking();
+                self.stage = Stage::CollectService;
+                reply(format!(
+                    "All right, let's start over. {}",
+                    self.ask_service()
+                ))
+            }
+            Said::CallOff if self.in_booking_flow() => {
+                self.stage = Stage::Idle;
+                self.start_new_booking();
+                reply("All right, I won't book anything. Is there anything else I can help with?")
+            }
             Said::Confirm if stage == Stage::Confirm => self.book(),
             // A second "no" after we asked what to change: they don't want it after all.
             Said::Deny
@@ -388,6 +598,32 @@ impl<'t, 'a> Flow<'t, 'a> {
             }
             _ => return None,
         })
+    }
+
+    /// "The time", "wrong day", "my email": what the visitor wants to change at the
+    /// confirmation, asked about.
+    fn what_to_change(&mut self) -> Option<String> {
+        let words = nlu::words(self.turn.text);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        if has(&["time", "hour", "clock"]) {
+            return Some(ASK_NEW_TIME.to_owned());
+        }
+        if has(&["day", "date", "days", "dates"]) {
+            return Some(ASK_NEW_DAY.to_owned());
+        }
+        if has(&["service", "treatment", "type", "kind"]) {
+            return Some(self.ask_service());
+        }
+        if has(&["email", "e-mail", "mail", "address"]) {
+            return Some(ASK_NEW_EMAIL.to_owned());
+        }
+        if has(&["name"]) {
+            return Some(ASK_NEW_NAME.to_owned());
+        }
+        if has(&["phone", "number", "mobile"]) {
+            return Some(ASK_NEW_PHONE.to_owned());
+        }
+        None
     }
 
     /// Asks the availability tool about a day (and time); the answer comes back next step.
@@ -532,7 +768,7 @@ impl<'t, 'a> Flow<'t, 'a> {
         let Some(number) = number else {
             return reply(ASK_RESCHEDULE_NUMBER);
         };
-        let date = nlu::parse_date(self.turn.text, self.turn.now(), self.turn.time_zone());
+        let date = self.turn.date_in(self.turn.text);
         let time = nlu::parse_time(self.turn.text);
         self.st.draft.reschedule_of = Some(number.clone());
         self.stage = Stage::CollectDatetime;
@@ -547,7 +783,11 @@ impl<'t, 'a> Flow<'t, 'a> {
         time: Option<NaiveTime>,
         said: Said,
     ) -> Action {
-        let date = date.or_else(|| time.and_then(|_| self.turn.date_hint()));
+        let known_day = (self.st.last_confirmation.as_deref() == Some(number.as_str()))
+            .then(|| self.st.last_start.as_deref().and_then(parse_start))
+            .flatten()
+            .map(|s| s.date());
+        let date = date.or_else(|| time.and_then(|_| self.turn.date_hint().or(known_day)));
         let time = time.or_else(|| date.and_then(|_| self.turn.time_hint()));
         match (date, time) {
             (Some(d), Some(t)) => {
@@ -568,7 +808,7 @@ impl<'t, 'a> Flow<'t, 'a> {
                 "Which day would you like to move {number} to, at {}?",
                 t.format("%H:%M")
             )),
-            (None, None) if said == Said::Deny => {
+            (None, None) if matches!(said, Said::Deny | Said::CallOff) => {
                 self.stage = Stage::Idle;
                 self.st.draft.reschedule_of = None;
                 reply(format!(
@@ -656,6 +896,13 @@ impl<'t, 'a> Flow<'t, 'a> {
                     .collect()
             })
             .unwrap_or_default();
+        let period = self
+            .st
+            .draft
+            .period
+            .take()
+            .as_deref()
+            .and_then(nlu::PartOfDay::parse);
         let available = out.value.get("available").and_then(Value::as_bool);
         if let (Some(true), Some(t)) = (available, time) {
             let start = NaiveDateTime::new(date, t);
@@ -693,7 +940,28 @@ impl<'t, 'a> Flow<'t, 'a> {
                     join(&offered, "or")
                 ))
             }
+            None if period.is_some_and(|p| !slots.iter().any(|s| p.contains(*s))) => {
+                let p = period.map_or("", nlu::PartOfDay::as_str);
+                let shown: Vec<String> = slots
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .rev()
+                    .map(|s| s.format("%H:%M").to_string())
+                    .collect();
+                reply(format!(
+                    "{prefix}Sorry, there are no free times in the {p} on {}. The latest I have that day are {}. Would one of those suit you, or another day?",
+                    day(date),
+                    join(&shown, "and")
+                ))
+            }
             None => {
+                let in_period: Vec<NaiveTime> = slots
+                    .iter()
+                    .copied()
+                    .filter(|s| period.is_none_or(|p| p.contains(*s)))
+                    .collect();
+                let slots = in_period;
                 let shown: Vec<String> = slots
                     .iter()
                     .take(6)
@@ -740,6 +1008,7 @@ impl<'t, 'a> Flow<'t, 'a> {
         };
         self.stage = Stage::Complete;
         self.st.last_confirmation = Some(number.clone());
+        self.st.last_start = out.str("start").map(str::to_owned);
         self.start_new_booking();
         let email = out
             .str("customer_email")
@@ -773,7 +1042,8 @@ impl<'t, 'a> Flow<'t, 'a> {
     fn after_reschedule(&mut self, out: &ToolOutput) -> Action {
         let number = self.number_of(out);
         if let Some(error) = out.error() {
-            if error.to_lowercase().contains("not found") {
+            let lower = error.to_lowercase();
+            if lower.contains("not found") || lower.contains("no appointment") {
                 self.stage = Stage::Idle;
                 self.st.draft.reschedule_of = None;
                 return reply(format!(
@@ -789,6 +1059,7 @@ impl<'t, 'a> Flow<'t, 'a> {
         self.stage = Stage::Complete;
         self.st.draft.reschedule_of = None;
         self.st.last_confirmation = Some(number.clone());
+        self.st.last_start = out.str("start").map(str::to_owned);
         reply(format!(
             "Done: {number} is now {}. Is there anything else I can help with?",
             describe_appointment(out)
@@ -801,6 +1072,7 @@ impl<'t, 'a> Flow<'t, 'a> {
             return reply(format!("Sorry, I couldn't find {number}: {error}."));
         }
         self.st.last_confirmation = Some(number.clone());
+        self.st.last_start = out.str("start").map(str::to_owned);
         let status = out.str("status").unwrap_or("booked");
         let customer = out
             .str("customer_name")
@@ -842,6 +1114,7 @@ impl<'a> FlowView<'_, 'a> {
         let booking = &self.st.draft;
         match self.stage {
             Stage::CollectService => self.ask_service(),
+            Stage::CollectDatetime if !booking.date_choices.is_empty() => self.ask_date_choice(),
             Stage::CollectDatetime => match &booking.reschedule_of {
                 Some(number) => format!(
                     "When would you like to move {number} to? For example \"Friday at 3pm\"."
@@ -855,6 +1128,18 @@ impl<'a> FlowView<'_, 'a> {
             Stage::Confirm => self.summary(),
             Stage::Idle | Stage::Complete => self.turn.help(),
         }
+    }
+
+    fn ask_date_choice(&self) -> String {
+        let choices: Vec<String> = self
+            .st
+            .draft
+            .date_choices
+            .iter()
+            .filter_map(|d| d.parse::<NaiveDate>().ok())
+            .map(day)
+            .collect();
+        format!("Just to be sure: do you mean {}?", join(&choices, "or"))
     }
 
     fn missing_contact(&self) -> Vec<&'static str> {

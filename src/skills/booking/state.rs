@@ -80,6 +80,18 @@ pub struct BookingDraft {
     /// Set when the flow reschedules an existing appointment instead of creating one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reschedule_of: Option<String>,
+    /// A day asked for before the service or the time was known (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Part of the day asked for ("friday afternoon"): morning, afternoon or evening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// The two readings of an ambiguous numeric date, waiting for the visitor to choose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub date_choices: Vec<String>,
+    /// The time said with an ambiguous date (`HH:MM`), kept until the date is settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_time: Option<String>,
 }
 
 /// The booking skill's entry in the conversation state.
@@ -90,6 +102,13 @@ pub struct BookingState {
     /// The last confirmation number this conversation produced or talked about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_confirmation: Option<String>,
+    /// The start of that appointment as last seen (`YYYY-MM-DDTHH:MM`), so "move it to 4pm"
+    /// keeps its day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_start: Option<String>,
+    /// The service a question was last about ("how much is a follow-up?"), for "book me one".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 impl BookingState {

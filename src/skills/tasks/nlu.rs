@@ -85,6 +85,11 @@ pattern!(
         r"{TASK_PREFIX}(?:complete|finish|check\s+off|tick\s+off|cross\s+off)\s+(?:the\s+)?(?:task\s+)?(.+)$"
     )
 );
+// "I paid it, tick off pay the rent": the request after a first clause.
+pattern!(
+    COMPLETE_AFTER_CLAUSE,
+    r"(?i)^[^,;]+[,;]\s*(?:so\s+|please\s+|pls\s+)?(?:tick|check|cross|mark)\s+off\s+(?:the\s+)?(?:task\s+)?(.+)$"
+);
 pattern!(
     COMPLETE_DONE,
     r"(?i)^(?:i\s+have\s+|i've\s+|i'm\s+|i\s+am\s+|i\s+)?(?:done\s+with|finished|completed)\s+(?:the\s+)?(?:task\s+)?(.+)$"
@@ -211,6 +216,7 @@ pub fn request(text: &str) -> Option<Request> {
         &*COMPLETE_MARK,
         &*COMPLETE_VERB,
         &*COMPLETE_DONE,
+        &*COMPLETE_AFTER_CLAUSE,
         &*COMPLETE_IS_DONE,
     ] {
         if let Some(c) = pattern.captures(t) {
