@@ -161,7 +161,11 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
         shutdown: CancellationToken::new(),
         tasks,
     };
-    let (router, openapi) = crate::http::router(state.clone(), crate::skills::routes());
+    // The mailbox (issue 12) is a slice, not a skill, but its routes join the tenant API the
+    // same way.
+    let mut routes = crate::skills::routes();
+    routes.routes = routes.routes.merge(crate::mailbox::router());
+    let (router, openapi) = crate::http::router(state.clone(), routes);
     App {
         router,
         openapi,

@@ -20,6 +20,7 @@ mod credentials;
 mod errors;
 mod faults;
 mod layers;
+mod mailbox;
 mod migrations;
 mod offline;
 mod openapi;

@@ -1,0 +1,500 @@
+//! The agent mailbox (issue 12, docs/mailbox.md): agent identities and tokens, messages and
+//! search, on both backends, over HTTP.
+
+use base64::Engine;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+
+use crate::backend_test;
+use crate::helpers::*;
+
+/// Registers agent `handle` in `org` through the admin API; returns its secret.
+async fn register(app: &TestApp, org: &str, handle: &str, display_name: &str) -> String {
+    let res = app
+        .admin(Method::POST, &format!("/api/v1/admin/orgs/{org}/agents"))
+        .json(&json!({"handle": handle, "display_name": display_name, "description": "test agent"}))
+        .send()
+        .await
+        .unwrap();
+    created(res).await["agent_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Logs an agent in with its secret (no API key); returns the whole answer.
+async fn login(app: &TestApp, org: &str, handle: &str, secret: &str) -> reqwest::Response {
+    app.post("/api/v1/auth/token")
+        .json(&json!({"agent_handle": handle, "agent_secret": secret, "org_id": org}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An agent token for `handle`.
+async fn agent_token(app: &TestApp, org: &str, handle: &str, secret: &str) -> String {
+    let res = login(app, org, handle, secret).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The claims of a JWT (not verified: the server did that).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A request as an agent (bearer token).
+fn as_agent(app: &TestApp, method: Method, path: &str, token: &str) -> RequestBuilder {
+    app.client.request(method, app.url(path)).bearer_auth(token)
+}
+
+backend_test! {
+    async fn an_agent_registered_by_the_admin_logs_in_with_its_secret_and_gets_a_token_naming_it(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let key = app.org_with_key("acme").await;
+        let res = app
+            .admin(Method::POST, "/api/v1/admin/orgs/acme/agents")
+            .json(&json!({"handle": "billing-bot", "display_name": "Billing", "description": "Invoices"}))
+            .send().await.unwrap();
+        let agent = created(res).await;
+        let secret = agent["agent_secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("as_"), "{agent}");
+        assert_eq!((agent["handle"].as_str(), agent["active"].as_bool()), (Some("billing-bot"), Some(true)));
+
+        // The secret is shown once: never in a listing or a read.
+        let list: Value = app.admin(Method::GET, "/api/v1/admin/orgs/acme/agents").send().await.unwrap().json().await.unwrap();
+        assert_eq!(list["items"][0]["handle"], "billing-bot");
+        assert!(!list.to_string().contains(&secret) && list["items"][0].get("agent_secret").is_none());
+        let one: Value = app.admin(Method::GET, "/api/v1/admin/orgs/acme/agents/billing-bot").send().await.unwrap().json().await.unwrap();
+        assert_eq!(one["display_name"], "Billing");
+
+        // With the org and the secret, no API key.
+        let res = login(&app, "acme", "billing-bot", &secret).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!((body["token_type"].as_str(), body["expires_in"].as_u64()), (Some("bearer"), Some(3600)));
+        let token = body["access_token"].as_str().unwrap();
+        let c = claims(token);
+        assert_eq!((c["agent_handle"].as_str(), c["agent_display_name"].as_str(), c["org"].as_str()),
+            (Some("billing-bot"), Some("Billing"), Some("acme")));
+        let me: Value = as_agent(&app, Method::GET, "/api/v1/agents/me", token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(me, json!({"org_id": "acme", "agent_handle": "billing-bot", "agent_display_name": "Billing"}));
+
+        // With an API key instead of the org (ttl chosen).
+        let res = app.post("/api/v1/auth/token").header("X-API-Key", &key)
+            .json(&json!({"agent_handle": "billing-bot", "agent_secret": secret, "ttl_seconds": 600}))
+            .send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["expires_in"], 600);
+        assert_eq!(claims(body["access_token"].as_str().unwrap())["agent_handle"], "billing-bot");
+    }
+}
+
+backend_test! {
+    async fn wrong_secrets_unknown_handles_and_bad_registrations_are_refused(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let key = app.org_with_key("acme").await;
+        app.org_with_key("other").await;
+        let secret = register(&app, "acme", "planner", "Planner").await;
+
+        for (org, handle, secret) in [
+            ("acme", "planner", "as_wrong"),
+            ("acme", "nobody", secret.as_str()),
+            ("other", "planner", secret.as_str()),
+            ("missing-org", "planner", secret.as_str()),
+        ] {
+            let (status, body) = problem(login(&app, org, handle, secret).await).await;
+            assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED")), "{org}/{handle}");
+        }
+        // No credentials and no agent login: 401, like every protected route.
+        let (status, _) = problem(app.post("/api/v1/auth/token").send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = problem(app.post("/api/v1/auth/token").json(&json!({"user_id": "u"})).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // An agent login names its organisation, and only one.
+        let (status, body) = problem(app.post("/api/v1/auth/token")
+            .json(&json!({"agent_handle": "planner", "agent_secret": secret})).send().await.unwrap()).await;
+        assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("org_id")));
+        let (status, body) = problem(app.post("/api/v1/auth/token").header("X-API-Key", &key)
+            .json(&json!({"agent_handle": "planner", "agent_secret": secret, "org_id": "other"})).send().await.unwrap()).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("ORG_MISMATCH")));
+        let (status, body) = problem(app.post("/api/v1/auth/token").header("X-API-Key", &key)
+            .json(&json!({"agent_handle": "planner", "agent_secret": secret, "user_id": "u"})).send().await.unwrap()).await;
+        assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("user_id")));
+
+        // Handles: 1–64 of a-z0-9._- and unique in the org (another org may reuse one).
+        for bad in ["Planner", "with space", "", &"x".repeat(65)] {
+            let res = app.admin(Method::POST, "/api/v1/admin/orgs/acme/agents").json(&json!({"handle": bad})).send().await.unwrap();
+            let (status, body) = problem(res).await;
+            assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("handle")), "{bad:?}");
+        }
+        let res = app.admin(Method::POST, "/api/v1/admin/orgs/acme/agents").json(&json!({"handle": "planner"})).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::CONFLICT);
+        register(&app, "other", "planner", "Other planner").await;
+        let res = app.admin(Method::POST, "/api/v1/admin/orgs/nope/agents").json(&json!({"handle": "x"})).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+backend_test! {
+    async fn rotating_a_secret_ends_the_old_secret_and_its_tokens_and_deactivation_ends_the_agent(backend: Backend) {
+        let app = spawn_app(backend).await;
+        app.org_with_key("acme").await;
+        let old = register(&app, "acme", "planner", "Planner").await;
+        let old_token = agent_token(&app, "acme", "planner", &old).await;
+
+        let res = app.admin(Method::POST, "/api/v1/admin/orgs/acme/agents/planner/rotate-secret").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let rotated: Value = res.json().await.unwrap();
+        let new = rotated["agent_secret"].as_str().unwrap().to_owned();
+        assert_ne!(new, old);
+        assert_eq!(rotated["secret_version"], 2);
+
+        assert_eq!(login(&app, "acme", "planner", &old).await.status(), StatusCode::UNAUTHORIZED);
+        let res = as_agent(&app, Method::GET, "/api/v1/agents/me", &old_token).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::UNAUTHORIZED);
+        let token = agent_token(&app, "acme", "planner", &new).await;
+        assert_eq!(as_agent(&app, Method::GET, "/api/v1/agents/me", &token).send().await.unwrap().status(), StatusCode::OK);
+
+        // Deactivated: its token and its secret stop working; reactivated, they work again.
+        let res = app.admin(Method::PATCH, "/api/v1/admin/orgs/acme/agents/planner")
+            .json(&json!({"active": false, "display_name": "Old planner"})).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!((body["active"].as_bool(), body["display_name"].as_str()), (Some(false), Some("Old planner")));
+        let res = as_agent(&app, Method::GET, "/api/v1/agents/me", &token).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(login(&app, "acme", "planner", &new).await.status(), StatusCode::UNAUTHORIZED);
+        app.admin(Method::PATCH, "/api/v1/admin/orgs/acme/agents/planner").json(&json!({"active": true})).send().await.unwrap();
+        assert_eq!(as_agent(&app, Method::GET, "/api/v1/agents/me", &token).send().await.unwrap().status(), StatusCode::OK);
+        let res = app.admin(Method::POST, "/api/v1/admin/orgs/acme/agents/nobody/rotate-secret").send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+backend_test! {
+    async fn an_api_key_acts_as_a_named_agent_and_agent_tokens_open_only_the_mailbox(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let key = app.org_with_key("acme").await;
+        let other_key = app.org_with_key("other").await;
+        let secret = register(&app, "acme", "planner", "Planner").await;
+
+        let res = app.get("/api/v1/agents/me").header("X-API-Key", &key).header("X-Agent-Handle", "planner").send().await.unwrap();
+        let me: Value = res.json().await.unwrap();
+        assert_eq!(me["agent_handle"], "planner");
+        // Without a handle, with an unknown one, or another org's: 403.
+        for (key, handle) in [(&key, None), (&key, Some("nobody")), (&other_key, Some("planner"))] {
+            let mut req = app.get("/api/v1/agents/me").header("X-API-Key", key);
+            if let Some(h) = handle {
+                req = req.header("X-Agent-Handle", h);
+            }
+            let (status, body) = problem(req.send().await.unwrap()).await;
+            assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")), "{handle:?}");
+        }
+        // An end-user token does not open the mailbox.
+        let user_token = app.mint_token(&key, "visitor").await;
+        let res = as_agent(&app, Method::GET, "/api/v1/agents/me", &user_token).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+        // An agent token opens nothing but the mailbox, and cannot mint tokens.
+        let token = agent_token(&app, "acme", "planner", &secret).await;
+        let (status, _) = problem(app.me_with_token(&token).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let res = as_agent(&app, Method::GET, "/api/v1/conversations", &token).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+        let res = as_agent(&app, Method::POST, "/api/v1/auth/token", &token).json(&json!({"user_id": "u"})).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+        // The token's identity wins: naming another agent beside it is refused.
+        register(&app, "acme", "billing", "Billing").await;
+        let res = as_agent(&app, Method::GET, "/api/v1/agents/me", &token).header("X-Agent-Handle", "billing").send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::FORBIDDEN);
+    }
+}
+
+#[test]
+fn the_cli_registers_an_agent_whose_secret_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/cli.db?mode=rwc", dir.path().display());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentd"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("DATABASE_URL", &db)
+            .env("JWT_SECRET", JWT_SECRET)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&["orgs", "create", "acme", "--name", "Acme"]);
+    let created = cli(&[
+        "agents",
+        "create",
+        "--org",
+        "acme",
+        "--handle",
+        "planner",
+        "--display-name",
+        "Planner",
+    ]);
+    let first = created.lines().last().unwrap().trim().to_owned();
+    assert!(first.starts_with("as_"), "{created}");
+    let listing = cli(&["agents", "list", "--org", "acme"]);
+    assert!(
+        listing.contains("planner") && listing.contains("active") && !listing.contains(&first),
+        "{listing}"
+    );
+    let rotated = cli(&["agents", "rotate-secret", "--org", "acme", "planner"]);
+    let secret = rotated.lines().last().unwrap().trim().to_owned();
+    assert!(secret.starts_with("as_") && secret != first, "{rotated}");
+    let updated: Value = serde_json::from_str(&cli(&[
+        "agents",
+        "update",
+        "--org",
+        "acme",
+        "planner",
+        "--description",
+        "Plans",
+    ]))
+    .unwrap();
+    assert_eq!(updated["description"], "Plans");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let app = spawn_on_database(&db, |_| {}).await;
+        assert_eq!(
+            login(&app, "acme", "planner", &first).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let token = agent_token(&app, "acme", "planner", &secret).await;
+        assert_eq!(claims(&token)["agent_display_name"], "Planner");
+    });
+}
+
+/// An org with agents `handles` (display name = handle); returns their tokens, in order.
+async fn agents(app: &TestApp, org: &str, handles: &[&str]) -> Vec<String> {
+    if app
+        .admin(Method::GET, &format!("/api/v1/admin/orgs/{org}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        == StatusCode::NOT_FOUND
+    {
+        app.create_org(org, json!({})).await;
+    }
+    let mut tokens = Vec::new();
+    for h in handles {
+        let secret = register(app, org, h, h).await;
+        tokens.push(agent_token(app, org, h, &secret).await);
+    }
+    tokens
+}
+
+async fn send(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
+    created(
+        as_agent(app, Method::POST, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn get_json(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
+    let res = as_agent(app, Method::GET, path, token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+backend_test! {
+    async fn a_message_starts_a_thread_that_replies_join_and_only_its_sender_and_recipients_see(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing", "support"]).await;
+        let (planner, billing, support) = (&t[0], &t[1], &t[2]);
+
+        let m = send(&app, planner, "/api/v1/messages", json!({
+            "to_handles": ["billing"], "subject": "Invoice 2291", "body": "Charged twice?", "tags": ["billing", "billing", "urgent"]})).await;
+        assert_eq!((m["from_handle"].as_str(), m["to_handles"].clone(), m["tags"].clone()),
+            (Some("planner"), json!(["billing"]), json!(["billing", "urgent"])));
+        let id = m["id"].as_str().unwrap();
+        let thread = m["thread_id"].as_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7, "ids sort by time");
+
+        // Sender and recipient see it; a third agent gets 404, as for an unknown id.
+        for token in [planner, billing] {
+            let (status, got) = get_json(&app, token, &format!("/api/v1/messages/{id}")).await;
+            assert_eq!((status, got["body"].as_str()), (StatusCode::OK, Some("Charged twice?")));
+        }
+        let res = as_agent(&app, Method::GET, &format!("/api/v1/messages/{id}"), support).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        let res = as_agent(&app, Method::POST, &format!("/api/v1/messages/{id}/reply"), support).json(&json!({"body": "me too"})).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+
+        // The recipient replies: same thread, to the sender, subject "Re: …".
+        let r = send(&app, billing, &format!("/api/v1/messages/{id}/reply"), json!({"body": "Refunded."})).await;
+        assert_eq!((r["thread_id"].as_str(), r["in_reply_to"].as_str(), r["subject"].as_str(), r["to_handles"].clone()),
+            (Some(thread), Some(id), Some("Re: Invoice 2291"), json!(["planner"])));
+        assert!(r["id"].as_str().unwrap() > id, "ids are sortable");
+
+        // The thread's messages, newest first, with pagination.
+        let (_, page) = get_json(&app, planner, &format!("/api/v1/messages?thread_id={thread}&limit=1")).await;
+        assert_eq!(ids(&page["messages"]), [r["id"].as_str().unwrap()]);
+        assert_eq!(page["pagination"], json!({"offset": 0, "limit": 1, "total": 2, "has_more": true}));
+        let (_, page) = get_json(&app, planner, &format!("/api/v1/messages?thread_id={thread}&limit=1&offset=1")).await;
+        assert_eq!(ids(&page["messages"]), [id]);
+        assert_eq!(page["pagination"]["has_more"], false);
+        // Another agent's thread does not exist for it.
+        let res = as_agent(&app, Method::GET, &format!("/api/v1/messages?thread_id={thread}"), support).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        let (_, page) = get_json(&app, support, "/api/v1/messages").await;
+        assert_eq!(page["pagination"]["total"], 0);
+    }
+}
+
+backend_test! {
+    async fn broadcast_makes_a_thread_per_recipient_and_group_one_thread_for_all(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "a", "b", "c"]).await;
+        let body = json!({"to_handles": ["a", "b", "c"], "subject": "Standup", "body": "Status, please."});
+
+        let b = send(&app, &t[0], "/api/v1/messages/broadcast", body.clone()).await;
+        assert_eq!(b["count"], 3);
+        let threads: std::collections::BTreeSet<&str> = b["messages"].as_array().unwrap().iter().map(|m| m["thread_id"].as_str().unwrap()).collect();
+        assert_eq!(threads.len(), 3);
+        // A reply in a broadcast thread reaches the sender only.
+        let to_a = b["messages"].as_array().unwrap().iter().find(|m| m["to_handles"] == json!(["a"])).unwrap();
+        let r = send(&app, &t[1], &format!("/api/v1/messages/{}/reply", to_a["id"].as_str().unwrap()), json!({"body": "Done."})).await;
+        assert_eq!(r["to_handles"], json!(["planner"]));
+        let (_, page) = get_json(&app, &t[2], "/api/v1/messages").await;
+        assert_eq!(page["pagination"]["total"], 1, "b sees its own broadcast copy only");
+
+        let g = send(&app, &t[0], "/api/v1/messages/group", body).await;
+        assert_eq!(g["to_handles"], json!(["a", "b", "c"]));
+        // A reply in a group thread goes to every other participant.
+        let r = send(&app, &t[2], &format!("/api/v1/messages/{}/reply", g["id"].as_str().unwrap()), json!({"body": "Blocked.", "subject": "Blocked"})).await;
+        assert_eq!((r["to_handles"].clone(), r["subject"].as_str()), (json!(["a", "c", "planner"]), Some("Blocked")));
+        let (status, _) = get_json(&app, &t[1], &format!("/api/v1/messages/{}", r["id"].as_str().unwrap())).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+backend_test! {
+    async fn recipients_must_be_active_agents_of_the_senders_org_and_limits_hold(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing", "retired"]).await;
+        agents(&app, "other", &["outsider"]).await;
+        app.admin(Method::PATCH, "/api/v1/admin/orgs/acme/agents/retired").json(&json!({"active": false})).send().await.unwrap();
+        let post = |body: Value| as_agent(&app, Method::POST, "/api/v1/messages", &t[0]).json(&body).send();
+
+        for (to, field) in [(json!(["nobody"]), "to_handles[0]"), (json!(["billing", "outsider"]), "to_handles[1]"),
+                            (json!(["retired"]), "to_handles[0]"), (json!(["Bad Handle"]), "to_handles[0]"), (json!([]), "to_handles")] {
+            let (status, body) = problem(post(json!({"to_handles": to, "subject": "s", "body": "b"})).await.unwrap()).await;
+            assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{to}");
+        }
+        let many: Vec<String> = (0..51).map(|i| format!("x{i}")).collect();
+        let cases = [
+            (json!({"to_handles": many, "subject": "s", "body": "b"}), "to_handles"),
+            (json!({"to_handles": ["billing"], "subject": "s".repeat(201), "body": "b"}), "subject"),
+            (json!({"to_handles": ["billing"], "subject": "s", "body": "b".repeat(50_001)}), "body"),
+            (json!({"to_handles": ["billing"], "subject": "s", "body": "  "}), "body"),
+            (json!({"to_handles": ["billing"], "subject": "s", "body": "b", "tags": vec!["t"; 21]}), "tags"),
+            (json!({"to_handles": ["billing"], "subject": "s", "body": "b", "tags": ["t".repeat(51)]}), "tags[0]"),
+        ];
+        for (body, field) in cases {
+            let res = post(body).await.unwrap();
+            if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                continue;
+            }
+            let (status, body) = problem(res).await;
+            assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)));
+        }
+        // At the limits: 50 000 characters of body, 200 of subject, 20 tags of 50.
+        let ok = post(json!({"to_handles": ["billing"], "subject": "s".repeat(200), "body": "é".repeat(5_000) + &"b".repeat(45_000),
+            "tags": (0..20).map(|i| format!("{i}{}", "t".repeat(48))).collect::<Vec<_>>()})).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::CREATED);
+        // An agent of another org cannot see acme's messages, whatever the id.
+        let id = created(ok).await["id"].as_str().unwrap().to_owned();
+        let outsider = agents(&app, "other", &["spy"]).await;
+        let (status, _) = get_json(&app, &outsider[0], &format!("/api/v1/messages/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // A reply to an agent that was deactivated meanwhile is refused.
+        let m = send(&app, &t[0], "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "s", "body": "b"})).await;
+        app.admin(Method::PATCH, "/api/v1/admin/orgs/acme/agents/planner").json(&json!({"active": false})).send().await.unwrap();
+        let res = as_agent(&app, Method::POST, &format!("/api/v1/messages/{}/reply", m["id"].as_str().unwrap()), &t[1]).json(&json!({"body": "ok"})).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+backend_test! {
+    async fn search_finds_every_word_ranks_subject_matches_first_and_filters(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing", "support"]).await;
+        let (planner, billing, support) = (&t[0], &t[1], &t[2]);
+        let body_once = send(&app, planner, "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "Question", "body": "The refund for order 77 is late."})).await;
+        let in_subject = send(&app, planner, "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "Refund order 78", "body": "See attached."})).await;
+        let body_thrice = send(&app, billing, "/api/v1/messages", json!({"to_handles": ["planner"], "subject": "Re", "body": "Refund, refund, refund: order 79."})).await;
+        let _unrelated = send(&app, planner, "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "Lunch", "body": "Pizza?"})).await;
+        let private = send(&app, support, "/api/v1/messages", json!({"to_handles": ["support"], "subject": "Refund order notes", "body": "mine"})).await;
+        let id = |m: &Value| m["id"].as_str().unwrap().to_owned();
+
+        let (status, r) = get_json(&app, planner, "/api/v1/messages/search?query=REFUND%20order").await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!((r["query"].as_str(), r["count"].as_u64()), (Some("REFUND order"), Some(3)));
+        assert_eq!(ids(&r["messages"]), [id(&in_subject), id(&body_thrice), id(&body_once)], "subject first, then by frequency");
+
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund&in_body=false").await;
+        assert_eq!(ids(&r["messages"]), [id(&in_subject)]);
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund&in_subject=false").await;
+        assert_eq!(ids(&r["messages"]), [id(&body_thrice), id(&body_once)]);
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund&from_handle=billing").await;
+        assert_eq!(ids(&r["messages"]), [id(&body_thrice)]);
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund&to_handle=billing").await;
+        assert_eq!(ids(&r["messages"]), [id(&in_subject), id(&body_once)]);
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund&limit=1").await;
+        assert_eq!(ids(&r["messages"]), [id(&in_subject)]);
+        // Every word must match; operators are plain words; others' mail is never found.
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund%20pizza").await;
+        assert_eq!(r["count"], 0);
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=refund%20OR%20pizza").await;
+        assert_eq!(r["count"], 0);
+        let (_, r) = get_json(&app, planner, "/api/v1/messages/search?query=notes").await;
+        assert_eq!(r["count"], 0);
+        let (_, r) = get_json(&app, support, "/api/v1/messages/search?query=refund").await;
+        assert_eq!(ids(&r["messages"]), [id(&private)]);
+        let (_, r) = get_json(&app, support, "/api/v1/messages/search?query=%22refund*%22%20(order)%5E").await;
+        assert_eq!(r["count"], 1, "{r}");
+
+        for (q, field) in [("query=%20%2A%20", "query"), ("query=refund&in_subject=false&in_body=false", "in_subject"),
+                           ("query=refund&limit=0", "limit"), ("query=refund&from_handle=Bad", "from_handle"), ("", "query")] {
+            let res = as_agent(&app, Method::GET, &format!("/api/v1/messages/search?{q}"), planner).send().await.unwrap();
+            let (status, body) = problem(res).await;
+            assert_eq!((status, body["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{q}");
+        }
+    }
+}
