@@ -10,6 +10,7 @@
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod thread_routes;
 
 use std::sync::Arc;
 
@@ -103,5 +104,5 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The mailbox's routes, behind the tenant authentication layer.
 pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    routes::router()
+    routes::router().merge(thread_routes::router())
 }

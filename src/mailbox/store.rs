@@ -35,6 +35,31 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
+/// A thread as one participant sees it.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Thread {
+    pub id: Uuid,
+    #[schema(example = "Invoice 2291")]
+    pub subject: String,
+    #[schema(example = "planner")]
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// When the latest message was sent: threads are listed by it.
+    pub last_message_at: DateTime<Utc>,
+    pub message_count: i64,
+    /// Key → JSON value, shared by the participants.
+    #[schema(value_type = Object)]
+    pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
+    /// Whether the caller archived it (archiving is per participant).
+    pub archived: bool,
+    /// Everyone in the thread, by handle (filled in after the read).
+    #[sqlx(skip)]
+    pub participant_handles: Vec<String>,
+}
+
+const THREAD_COLUMNS: &str = "t.id, t.subject, t.created_by, t.created_at, t.last_message_at, \
+    t.message_count, t.metadata, p.archived";
+
 const MESSAGE_COLUMNS: &str = "m.id, m.thread_id, m.from_handle, m.to_handles, m.subject, m.body, \
     m.tags, m.in_reply_to, m.created_at";
 
@@ -378,6 +403,227 @@ impl Mailbox<'_> {
                     .await?
             }
         })
+    }
+}
+
+impl Mailbox<'_> {
+    /// Fills in the participants of `threads` (one query).
+    async fn with_participants(
+        &self,
+        org: &OrgId,
+        mut threads: Vec<Thread>,
+    ) -> StoreResult<Vec<Thread>> {
+        if threads.is_empty() {
+            return Ok(threads);
+        }
+        let list = (0..threads.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT thread_id, handle FROM mailbox_thread_participants \
+             WHERE org_id = $1 AND thread_id IN ({list}) ORDER BY handle"
+        );
+        let rows: Vec<(Uuid, String)> = on_read!(self.0, pool => {
+            let mut q = sqlx::query_as(&sql).bind(org.as_str());
+            for t in &threads {
+                q = q.bind(t.id);
+            }
+            q.fetch_all(pool).await
+        })?;
+        for (thread, handle) in rows {
+            if let Some(t) = threads.iter_mut().find(|t| t.id == thread) {
+                t.participant_handles.push(handle);
+            }
+        }
+        Ok(threads)
+    }
+
+    /// The threads `agent` takes part in, most recently active first; only archived (or only
+    /// not archived) ones when `archived` is given.
+    pub async fn list_threads(
+        &self,
+        org: &OrgId,
+        agent: &AgentHandle,
+        archived: Option<bool>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Thread>> {
+        let sql = format!(
+            "SELECT {THREAD_COLUMNS} FROM mailbox_thread_participants p \
+             JOIN mailbox_threads t ON t.id = p.thread_id \
+             WHERE p.org_id = $1 AND p.handle = $2 AND ($3 IS NULL OR p.archived = $3) \
+             ORDER BY t.last_message_at DESC, t.id DESC LIMIT $4 OFFSET $5"
+        );
+        let (items, total) = on_read!(self.0, pool => {
+            let items: Vec<Thread> = sqlx::query_as(&sql)
+                .bind(org.as_str())
+                .bind(agent.as_str())
+                .bind(archived)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM mailbox_thread_participants p \
+                 WHERE p.org_id = $1 AND p.handle = $2 AND ($3 IS NULL OR p.archived = $3)")
+                .bind(org.as_str())
+                .bind(agent.as_str())
+                .bind(archived)
+                .fetch_one(pool)
+                .await?;
+            Ok::<_, sqlx::Error>((items, total))
+        })?;
+        Ok(Page {
+            items: self.with_participants(org, items).await?,
+            total,
+        })
+    }
+
+    /// Thread `id` as `agent` sees it, if it takes part.
+    pub async fn visible_thread(
+        &self,
+        org: &OrgId,
+        agent: &AgentHandle,
+        id: Uuid,
+    ) -> StoreResult<Option<Thread>> {
+        let sql = format!(
+            "SELECT {THREAD_COLUMNS} FROM mailbox_thread_participants p \
+             JOIN mailbox_threads t ON t.id = p.thread_id \
+             WHERE p.org_id = $1 AND p.handle = $2 AND p.thread_id = $3"
+        );
+        let found: Option<Thread> = on_read!(self.0, pool => sqlx::query_as(&sql)
+            .bind(org.as_str())
+            .bind(agent.as_str())
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(match found {
+            Some(t) => self.with_participants(org, vec![t]).await?.pop(),
+            None => None,
+        })
+    }
+
+    /// The messages of thread `id` that `agent` sent or received, oldest first.
+    pub async fn thread_messages(
+        &self,
+        org: &OrgId,
+        agent: &AgentHandle,
+        thread: Uuid,
+        page: PageRequest,
+    ) -> StoreResult<Page<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM mailbox_message_agents a \
+             JOIN mailbox_messages m ON m.id = a.message_id \
+             WHERE a.org_id = $1 AND a.handle = $2 AND a.thread_id = $3 \
+             ORDER BY a.message_id LIMIT $4 OFFSET $5"
+        );
+        let (items, total) = on_read!(self.0, pool => {
+            let items: Vec<Message> = sqlx::query_as(&sql)
+                .bind(org.as_str())
+                .bind(agent.as_str())
+                .bind(thread)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM mailbox_message_agents a \
+                 WHERE a.org_id = $1 AND a.handle = $2 AND a.thread_id = $3")
+                .bind(org.as_str())
+                .bind(agent.as_str())
+                .bind(thread)
+                .fetch_one(pool)
+                .await?;
+            Ok::<_, sqlx::Error>((items, total))
+        })?;
+        Ok(Page { items, total })
+    }
+
+    /// The newest message of thread `id` that `agent` sent or received.
+    pub async fn latest_message(
+        &self,
+        org: &OrgId,
+        agent: &AgentHandle,
+        thread: Uuid,
+    ) -> StoreResult<Option<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM mailbox_message_agents a \
+             JOIN mailbox_messages m ON m.id = a.message_id \
+             WHERE a.org_id = $1 AND a.handle = $2 AND a.thread_id = $3 \
+             ORDER BY a.message_id DESC LIMIT 1"
+        );
+        Ok(on_read!(self.0, pool => sqlx::query_as(&sql)
+            .bind(org.as_str())
+            .bind(agent.as_str())
+            .bind(thread)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Sets (`Some`) or removes (`None`) one key of thread `id`'s metadata, atomically (the
+    /// row is locked on PostgreSQL; SQLite has one writer). Returns the whole metadata.
+    pub async fn set_thread_metadata(
+        &self,
+        org: &OrgId,
+        thread: Uuid,
+        key: &str,
+        value: Option<&serde_json::Value>,
+    ) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+        let lock = match self.0.backend() {
+            crate::store::Backend::Postgres => " FOR UPDATE",
+            crate::store::Backend::Sqlite => "",
+        };
+        let select =
+            format!("SELECT metadata FROM mailbox_threads WHERE org_id = $1 AND id = $2{lock}");
+        let metadata = on_pool!(self.0, pool => {
+            let mut tx = pool.begin().await?;
+            let current: Option<Json<serde_json::Map<String, serde_json::Value>>> = sqlx::query_scalar(&select)
+                .bind(org.as_str())
+                .bind(thread)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(Json(mut metadata)) = current else {
+                return Err(crate::store::StoreError::NotFound(format!("no thread {thread}")));
+            };
+            match value {
+                Some(v) => {
+                    metadata.insert(key.to_owned(), v.clone());
+                }
+                None => {
+                    metadata.remove(key);
+                }
+            }
+            sqlx::query("UPDATE mailbox_threads SET metadata = $3 WHERE org_id = $1 AND id = $2")
+                .bind(org.as_str())
+                .bind(thread)
+                .bind(Json(&metadata))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, crate::store::StoreError>(metadata)
+        })?;
+        Ok(metadata)
+    }
+
+    /// Archives or unarchives thread `id` for `agent`; false when it is no participant.
+    pub async fn set_archived(
+        &self,
+        org: &OrgId,
+        agent: &AgentHandle,
+        thread: Uuid,
+        archived: bool,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self.0, pool => sqlx::query(
+            "UPDATE mailbox_thread_participants SET archived = $4 \
+             WHERE org_id = $1 AND handle = $2 AND thread_id = $3")
+            .bind(org.as_str())
+            .bind(agent.as_str())
+            .bind(thread)
+            .bind(archived)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
     }
 }
 

@@ -498,3 +498,101 @@ backend_test! {
         }
     }
 }
+
+backend_test! {
+    async fn threads_list_by_activity_with_participants_and_only_participants_see_them(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing", "support"]).await;
+        let (planner, billing, support) = (&t[0], &t[1], &t[2]);
+        let first = send(&app, planner, "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "First", "body": "one"})).await;
+        let second = send(&app, planner, "/api/v1/messages/group", json!({"to_handles": ["billing", "support"], "subject": "Second", "body": "two"})).await;
+        let (t1, t2) = (first["thread_id"].as_str().unwrap(), second["thread_id"].as_str().unwrap());
+
+        let (_, page) = get_json(&app, planner, "/api/v1/threads").await;
+        assert_eq!(ids(&page["threads"]), [t2, t1], "most recent activity first");
+        assert_eq!(page["pagination"], json!({"offset": 0, "limit": 20, "total": 2, "has_more": false}));
+        assert_eq!(page["threads"][0]["participant_handles"], json!(["billing", "planner", "support"]));
+        assert_eq!((page["threads"][0]["message_count"].as_i64(), page["threads"][0]["metadata"].clone()), (Some(1), json!({})));
+
+        // A reply in the older thread makes it the most recent.
+        let reply = send(&app, billing, &format!("/api/v1/threads/{t1}/reply"), json!({"body": "ack"})).await;
+        assert_eq!((reply["in_reply_to"].as_str(), reply["to_handles"].clone()), (first["id"].as_str(), json!(["planner"])));
+        let (_, page) = get_json(&app, planner, "/api/v1/threads?limit=1").await;
+        assert_eq!(ids(&page["threads"]), [t1]);
+        assert_eq!((page["threads"][0]["message_count"].as_i64(), page["pagination"]["has_more"].as_bool()), (Some(2), Some(true)));
+        let (_, page) = get_json(&app, planner, "/api/v1/threads?limit=1&offset=1").await;
+        assert_eq!(ids(&page["threads"]), [t2]);
+
+        // The thread's messages, oldest first; a second reply answers the latest message.
+        let again = send(&app, planner, &format!("/api/v1/threads/{t1}/reply"), json!({"body": "thanks"})).await;
+        assert_eq!(again["in_reply_to"], reply["id"]);
+        let (_, msgs) = get_json(&app, billing, &format!("/api/v1/threads/{t1}/messages")).await;
+        assert_eq!(ids(&msgs["messages"]), [first["id"].as_str().unwrap(), reply["id"].as_str().unwrap(), again["id"].as_str().unwrap()]);
+        assert_eq!(msgs["pagination"]["total"], 3);
+        let (status, thread) = get_json(&app, billing, &format!("/api/v1/threads/{t1}")).await;
+        assert_eq!((status, thread["subject"].as_str(), thread["created_by"].as_str()), (StatusCode::OK, Some("First"), Some("planner")));
+
+        // Support takes no part in the first thread: 404 everywhere, as for a made-up id.
+        for path in [format!("/api/v1/threads/{t1}"), format!("/api/v1/threads/{t1}/messages"), format!("/api/v1/threads/{t1}/metadata"),
+                     format!("/api/v1/threads/{}", uuid::Uuid::now_v7())] {
+            let res = as_agent(&app, Method::GET, &path, support).send().await.unwrap();
+            assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND, "{path}");
+        }
+        for path in [format!("/api/v1/threads/{t1}/reply"), format!("/api/v1/threads/{t1}/archive")] {
+            let res = as_agent(&app, Method::POST, &path, support).json(&json!({"body": "x"})).send().await.unwrap();
+            assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND, "{path}");
+        }
+        let res = as_agent(&app, Method::PUT, &format!("/api/v1/threads/{t1}/metadata"), support).json(&json!({"key": "k", "value": 1})).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        let (_, page) = get_json(&app, support, "/api/v1/threads").await;
+        assert_eq!(ids(&page["threads"]), [t2]);
+    }
+}
+
+backend_test! {
+    async fn thread_metadata_is_shared_and_archiving_is_per_participant(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing"]).await;
+        let (planner, billing) = (&t[0], &t[1]);
+        let m = send(&app, planner, "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "Case", "body": "b"})).await;
+        let thread = m["thread_id"].as_str().unwrap();
+        let put = |token: &str, body: Value| as_agent(&app, Method::PUT, &format!("/api/v1/threads/{thread}/metadata"), token).json(&body).send();
+
+        let res = put(planner, json!({"key": "ticket", "value": "T-1042"})).await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body, json!({"thread_id": thread, "metadata": {"ticket": "T-1042"}}));
+        put(billing, json!({"key": "priority", "value": {"level": 2, "tags": ["vip"]}})).await.unwrap();
+        let (_, md) = get_json(&app, planner, &format!("/api/v1/threads/{thread}/metadata")).await;
+        assert_eq!(md["metadata"], json!({"ticket": "T-1042", "priority": {"level": 2, "tags": ["vip"]}}));
+        let (status, one) = get_json(&app, billing, &format!("/api/v1/threads/{thread}/metadata/ticket")).await;
+        assert_eq!((status, one), (StatusCode::OK, json!({"key": "ticket", "value": "T-1042"})));
+        // null removes a key.
+        put(planner, json!({"key": "ticket", "value": null})).await.unwrap();
+        let res = as_agent(&app, Method::GET, &format!("/api/v1/threads/{thread}/metadata/ticket"), planner).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        let (_, th) = get_json(&app, billing, &format!("/api/v1/threads/{thread}")).await;
+        assert_eq!(th["metadata"], json!({"priority": {"level": 2, "tags": ["vip"]}}));
+        for (body, field) in [(json!({"key": "", "value": 1}), "key"), (json!({"key": "k".repeat(101), "value": 1}), "key"),
+                              (json!({"key": "big", "value": "x".repeat(9000)}), "value"), (json!({"key": "k"}), "value")] {
+            let (status, p) = problem(put(planner, body).await.unwrap()).await;
+            assert_eq!((status, p["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)));
+        }
+
+        // Archived for the planner only.
+        let res = as_agent(&app, Method::POST, &format!("/api/v1/threads/{thread}/archive"), planner).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["archived"], true);
+        let (_, mine) = get_json(&app, planner, "/api/v1/threads?archived=false").await;
+        assert_eq!(mine["pagination"]["total"], 0);
+        let (_, mine) = get_json(&app, planner, "/api/v1/threads?archived=true").await;
+        assert_eq!(ids(&mine["threads"]), [thread]);
+        let (_, theirs) = get_json(&app, billing, "/api/v1/threads?archived=false").await;
+        assert_eq!((ids(&theirs["threads"]), theirs["threads"][0]["archived"].as_bool()), (vec![thread.to_owned()], Some(false)));
+        let (_, all) = get_json(&app, planner, "/api/v1/threads").await;
+        assert_eq!(all["pagination"]["total"], 1);
+        let res = as_agent(&app, Method::POST, &format!("/api/v1/threads/{thread}/unarchive"), planner).send().await.unwrap();
+        assert_eq!(res.json::<Value>().await.unwrap()["archived"], false);
+        let (_, mine) = get_json(&app, planner, "/api/v1/threads?archived=false").await;
+        assert_eq!(ids(&mine["threads"]), [thread]);
+    }
+}

@@ -42,9 +42,10 @@ fn base_body(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/v1/messages" | "/api/v1/messages/broadcast" | "/api/v1/messages/group") => {
             json!({"to_handles": ["sweeper"], "subject": "Hi", "body": "Hello", "tags": ["t"]})
         }
-        ("POST", "/api/v1/messages/{id}/reply") => {
+        ("POST", "/api/v1/messages/{id}/reply" | "/api/v1/threads/{id}/reply") => {
             json!({"body": "Thanks", "subject": "Re", "tags": ["t"]})
         }
+        ("PUT", "/api/v1/threads/{id}/metadata") => json!({"key": "ticket", "value": "T-1"}),
         ("POST", "/api/v1/chat" | "/api/v1/chat/stream") => {
             json!({"message": "hello", "session_id": SESSION, "org_id": "sweep"})
         }
