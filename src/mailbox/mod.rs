@@ -7,6 +7,7 @@
 //! (registration, secrets, tokens) live below, in `admin::agents`, `store::agents` and `auth`,
 //! because the token route and the admin API need them.
 
+pub mod contacts;
 pub mod routes;
 pub mod service;
 pub mod store;
@@ -104,5 +105,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The mailbox's routes, behind the tenant authentication layer.
 pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    routes::router().merge(thread_routes::router())
+    routes::router()
+        .merge(thread_routes::router())
+        .merge(contacts::router())
 }

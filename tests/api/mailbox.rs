@@ -596,3 +596,94 @@ backend_test! {
         assert_eq!(ids(&mine["threads"]), [thread]);
     }
 }
+
+backend_test! {
+    async fn contacts_are_an_org_address_book_with_versions_soft_deletion_tags_and_search(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing"]).await;
+        let other = agents(&app, "other", &["outsider"]).await;
+        let (planner, billing) = (&t[0], &t[1]);
+        let post = |token: &str, body: Value| as_agent(&app, Method::POST, "/api/v1/contacts", token).json(&body).send();
+
+        let c = created(post(planner, json!({"handle": "bob", "display_name": "Bob Builder", "description": "Fixes roofs", "tags": ["vendor", "roof", "vendor"]})).await.unwrap()).await;
+        assert_eq!((c["version"].as_i64(), c["updated_by"].as_str(), c["is_active"].as_bool(), c["tags"].clone()),
+            (Some(1), Some("planner"), Some(true), json!(["vendor", "roof"])));
+        assert!(c["created_at"].is_string() && c["updated_at"].is_string());
+        created(post(billing, json!({"handle": "alice", "description": "Accountant", "tags": ["vendor", "tax"]})).await.unwrap()).await;
+        let (status, _) = problem(post(billing, json!({"handle": "bob"})).await.unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, p) = problem(post(billing, json!({"handle": "Bad Handle"})).await.unwrap()).await;
+        assert_eq!((status, p["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("handle")));
+
+        // The address book is the org's: every agent of it sees the same, another org nothing.
+        let (_, list) = get_json(&app, billing, "/api/v1/contacts").await;
+        assert_eq!(list["contacts"].as_array().unwrap().iter().map(|c| c["handle"].as_str().unwrap()).collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(list["pagination"], json!({"offset": 0, "limit": 20, "total": 2, "has_more": false}));
+        let (_, list) = get_json(&app, &other[0], "/api/v1/contacts").await;
+        assert_eq!(list["pagination"]["total"], 0);
+        let res = as_agent(&app, Method::GET, "/api/v1/contacts/bob", &other[0]).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::NOT_FOUND);
+        let (_, list) = get_json(&app, planner, "/api/v1/contacts?tags=vendor,tax").await;
+        assert_eq!(list["contacts"][0]["handle"], "alice");
+        assert_eq!(list["pagination"]["total"], 1);
+        let (_, list) = get_json(&app, planner, "/api/v1/contacts?limit=1&offset=1").await;
+        assert_eq!((list["contacts"][0]["handle"].as_str(), list["pagination"]["has_more"].as_bool()), (Some("bob"), Some(false)));
+
+        // Optimistic locking: the version read must be current.
+        let put = |token: &str, body: Value| as_agent(&app, Method::PUT, "/api/v1/contacts/bob", token).json(&body).send();
+        let res = put(billing, json!({"expected_version": 1, "description": "Fixes roofs and gutters"})).await.unwrap();
+        let c: Value = res.json().await.unwrap();
+        assert_eq!((c["version"].as_i64(), c["updated_by"].as_str(), c["display_name"].as_str()), (Some(2), Some("billing"), Some("Bob Builder")));
+        let (status, p) = problem(put(planner, json!({"expected_version": 1, "display_name": "Robert"})).await.unwrap()).await;
+        assert_eq!((status, p["code"].as_str(), p["current_version"].as_i64()), (StatusCode::CONFLICT, Some("VERSION_CONFLICT"), Some(2)));
+        let (status, _) = problem(as_agent(&app, Method::PUT, "/api/v1/contacts/nobody", planner).json(&json!({"expected_version": 1})).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // Search: handle, display name, description; case-insensitive; LIKE wildcards are text.
+        let (_, r) = get_json(&app, planner, "/api/v1/contacts/search?query=GUTTER").await;
+        assert_eq!((r["count"].as_u64(), r["query"].as_str(), r["contacts"][0]["handle"].as_str()), (Some(1), Some("GUTTER"), Some("bob")));
+        let (_, r) = get_json(&app, planner, "/api/v1/contacts/search?query=a&tags=tax").await;
+        assert_eq!(r["count"], 1);
+        let (_, r) = get_json(&app, planner, "/api/v1/contacts/search?query=%25").await;
+        assert_eq!(r["count"], 0);
+        let (status, _) = problem(as_agent(&app, Method::GET, "/api/v1/contacts/search?query=%20", planner).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Soft deletion: gone from the default list, still readable, back with a PUT.
+        let res = as_agent(&app, Method::DELETE, "/api/v1/contacts/bob", planner).send().await.unwrap();
+        let c: Value = res.json().await.unwrap();
+        assert_eq!((c["is_active"].as_bool(), c["version"].as_i64()), (Some(false), Some(3)));
+        let (_, list) = get_json(&app, planner, "/api/v1/contacts").await;
+        assert_eq!(list["pagination"]["total"], 1);
+        let (_, list) = get_json(&app, planner, "/api/v1/contacts?active_only=false").await;
+        assert_eq!(list["pagination"]["total"], 2);
+        let (status, c) = get_json(&app, planner, "/api/v1/contacts/bob").await;
+        assert_eq!((status, c["is_active"].as_bool()), (StatusCode::OK, Some(false)));
+        let (status, _) = problem(post(billing, json!({"handle": "bob"})).await.unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let res = put(planner, json!({"expected_version": 3, "is_active": true})).await.unwrap();
+        assert_eq!(res.json::<Value>().await.unwrap()["is_active"], true);
+    }
+}
+
+backend_test! {
+    async fn two_concurrent_puts_with_the_same_version_exactly_one_wins(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing"]).await;
+        created(as_agent(&app, Method::POST, "/api/v1/contacts", &t[0]).json(&json!({"handle": "bob"})).send().await.unwrap()).await;
+        for round in 0..5 {
+            let version = round + 1;
+            let put = |token: &str, name: &str| {
+                as_agent(&app, Method::PUT, "/api/v1/contacts/bob", token)
+                    .json(&json!({"expected_version": version, "display_name": name}))
+                    .send()
+            };
+            let (a, b) = tokio::join!(put(&t[0], "A"), put(&t[1], "B"));
+            let mut statuses = [a.unwrap().status(), b.unwrap().status()];
+            statuses.sort();
+            assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}");
+        }
+        let (_, c) = get_json(&app, &t[0], "/api/v1/contacts/bob").await;
+        assert_eq!(c["version"], 6);
+    }
+}

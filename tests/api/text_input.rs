@@ -46,6 +46,12 @@ fn base_body(method: &str, path: &str) -> Option<Value> {
             json!({"body": "Thanks", "subject": "Re", "tags": ["t"]})
         }
         ("PUT", "/api/v1/threads/{id}/metadata") => json!({"key": "ticket", "value": "T-1"}),
+        ("POST", "/api/v1/contacts") => {
+            json!({"handle": "helper", "display_name": "Helper", "description": "Helps.", "tags": ["t"]})
+        }
+        ("PUT", "/api/v1/contacts/{handle}") => json!({
+            "expected_version": 1, "display_name": "Helper", "description": "Helps.", "tags": ["t"],
+        }),
         ("POST", "/api/v1/chat" | "/api/v1/chat/stream") => {
             json!({"message": "hello", "session_id": SESSION, "org_id": "sweep"})
         }
