@@ -300,6 +300,21 @@ async fn agent_token(
             expires_at,
         )
         .map_err(ApiError::internal)?;
+    // The mailbox's audit log (issue 12.5) records every agent token issued.
+    let via = if principal.is_some() {
+        "api_key"
+    } else {
+        "secret"
+    };
+    state
+        .store
+        .record_token_issued(
+            &org.id,
+            &handle,
+            serde_json::json!({"via": via, "expires_in": ttl}),
+            now,
+        )
+        .await?;
     Ok(axum::Json(AgentAccessToken {
         access_token: token,
         token_type: "bearer",

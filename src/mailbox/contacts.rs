@@ -19,6 +19,7 @@ use crate::domain::{FieldError, OrgId};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::state::AppState;
+use crate::store::agents::{NewAudit, record_audit};
 use crate::store::{
     Backend, Store, StoreError, StoreResult, is_unique_violation, on_pool, on_read,
 };
@@ -154,6 +155,16 @@ fn tag_clauses(backend: Backend, n: usize, first: usize) -> String {
             Backend::Postgres => format!(" AND jsonb_exists(c.tags, ${})", first + i),
         })
         .collect()
+}
+
+/// The audit event of a contact change.
+fn contact_event(event_type: &'static str, caller: &Caller, c: &Contact) -> NewAudit {
+    NewAudit {
+        event_type,
+        actor: caller.handle.to_string(),
+        target: Some(c.handle.clone()),
+        details: serde_json::json!({"version": c.version, "is_active": c.is_active}),
+    }
 }
 
 /// The contact queries.
@@ -335,17 +346,24 @@ async fn create_contact(
         "INSERT INTO mailbox_contacts (org_id, handle, display_name, description, tags, is_active, version, \
          updated_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8) RETURNING {COLUMNS}"
     );
-    let res: Result<Contact, sqlx::Error> = on_pool!(&state.store, pool => sqlx::query_as(&sql)
-        .bind(caller.org_id().as_str())
-        .bind(handle.as_str())
-        .bind(&display_name)
-        .bind(&description)
-        .bind(SqlJson(&tags))
-        .bind(body.is_active.unwrap_or(true))
-        .bind(caller.handle.as_str())
-        .bind(now)
-        .fetch_one(pool)
-        .await);
+    let org = caller.org_id();
+    let res: Result<Contact, sqlx::Error> = on_pool!(&state.store, pool => async {
+        let mut tx = pool.begin().await?;
+        let contact: Contact = sqlx::query_as(&sql)
+            .bind(org.as_str())
+            .bind(handle.as_str())
+            .bind(&display_name)
+            .bind(&description)
+            .bind(SqlJson(&tags))
+            .bind(body.is_active.unwrap_or(true))
+            .bind(caller.handle.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        record_audit!(tx, org, now, &[contact_event("contact.created", &caller, &contact)]);
+        tx.commit().await?;
+        Ok(contact)
+    }.await);
     match res {
         Ok(c) => Ok((StatusCode::CREATED, axum::Json(c))),
         Err(e) if is_unique_violation(&e) => Err(ApiError::Conflict(format!(
@@ -411,6 +429,7 @@ async fn update_contact(
     change(
         &state,
         &caller,
+        "contact.updated",
         &handle,
         Some(body.expected_version),
         display_name,
@@ -426,6 +445,7 @@ async fn update_contact(
 async fn change(
     state: &AppState,
     caller: &Caller,
+    event_type: &'static str,
     handle: &AgentHandle,
     expected: Option<i64>,
     display_name: Option<String>,
@@ -439,18 +459,27 @@ async fn change(
          is_active = COALESCE($7, is_active), version = version + 1, updated_by = $8, updated_at = $9 \
          WHERE org_id = $1 AND handle = $2 AND ($3 IS NULL OR version = $3) RETURNING {COLUMNS}"
     );
-    let updated: Option<Contact> = on_pool!(&state.store, pool => sqlx::query_as(&sql)
-        .bind(caller.org_id().as_str())
-        .bind(handle.as_str())
-        .bind(expected)
-        .bind(display_name)
-        .bind(description)
-        .bind(tags.map(SqlJson))
-        .bind(is_active)
-        .bind(caller.handle.as_str())
-        .bind(crate::domain::now())
-        .fetch_optional(pool)
-        .await)
+    let (org, now) = (caller.org_id(), crate::domain::now());
+    let updated: Option<Contact> = on_pool!(&state.store, pool => async {
+        let mut tx = pool.begin().await?;
+        let updated: Option<Contact> = sqlx::query_as(&sql)
+            .bind(org.as_str())
+            .bind(handle.as_str())
+            .bind(expected)
+            .bind(display_name)
+            .bind(description)
+            .bind(tags.map(SqlJson))
+            .bind(is_active)
+            .bind(caller.handle.as_str())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(c) = &updated {
+            record_audit!(tx, org, now, &[contact_event(event_type, caller, c)]);
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(updated)
+    }.await)
     .map_err(StoreError::from)?;
     match updated {
         Some(c) => Ok(axum::Json(c)),
@@ -486,6 +515,7 @@ async fn delete_contact(
     change(
         &state,
         &caller,
+        "contact.deleted",
         &handle,
         None,
         None,

@@ -7,6 +7,7 @@
 //! (registration, secrets, tokens) live below, in `admin::agents`, `store::agents` and `auth`,
 //! because the token route and the admin API need them.
 
+pub mod audit;
 pub mod contacts;
 pub mod routes;
 pub mod service;
@@ -108,4 +109,5 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     routes::router()
         .merge(thread_routes::router())
         .merge(contacts::router())
+        .merge(audit::router())
 }

@@ -192,6 +192,10 @@ pub async fn send(
         body: c.body.clone(),
         tags: c.tags.clone(),
         in_reply_to: None,
+        audit_type: match fanout {
+            Fanout::OneThread => "message.sent",
+            Fanout::ThreadEach => "message.broadcast",
+        },
     };
     let messages: Vec<Outgoing> = match fanout {
         Fanout::OneThread => vec![outgoing(to)],
@@ -271,6 +275,7 @@ pub async fn reply_to(
         body: c.body,
         tags: c.tags,
         in_reply_to: Some(original.id),
+        audit_type: "message.replied",
     };
     let mut sent = mailbox
         .send(caller.org_id(), &[message], crate::domain::now())

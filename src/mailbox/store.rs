@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::domain::OrgId;
 use crate::domain::agents::AgentHandle;
 use crate::domain::page::{Page, PageRequest};
+use crate::store::agents::{NewAudit, record_audit};
 use crate::store::{Store, StoreResult, on_pool, on_read};
 
 /// A message as stored and as the API shows it.
@@ -90,6 +91,21 @@ pub struct Outgoing {
     pub body: String,
     pub tags: Vec<String>,
     pub in_reply_to: Option<Uuid>,
+    /// The audit event recorded per recipient: `message.sent`, `message.replied` or
+    /// `message.broadcast`.
+    pub audit_type: &'static str,
+}
+
+/// The audit events of a message: one per recipient.
+fn message_events(m: &Outgoing) -> Vec<NewAudit> {
+    m.to.iter()
+        .map(|to| NewAudit {
+            event_type: m.audit_type,
+            actor: m.from.to_string(),
+            target: Some(to.clone()),
+            details: serde_json::json!({"message_id": m.id, "thread_id": m.thread.id()}),
+        })
+        .collect()
 }
 
 /// A full-text search, already validated.
@@ -233,6 +249,7 @@ impl Mailbox<'_> {
                     q = q.bind(org.as_str()).bind(*handle).bind(m.id).bind(thread).bind(*sent).bind(*received);
                 }
                 q.execute(&mut *tx).await?;
+                record_audit!(tx, org, now, &message_events(m));
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -565,6 +582,7 @@ impl Mailbox<'_> {
     pub async fn set_thread_metadata(
         &self,
         org: &OrgId,
+        actor: &AgentHandle,
         thread: Uuid,
         key: &str,
         value: Option<&serde_json::Value>,
@@ -599,6 +617,13 @@ impl Mailbox<'_> {
                 .bind(Json(&metadata))
                 .execute(&mut *tx)
                 .await?;
+            let event = NewAudit {
+                event_type: if value.is_some() { "thread.metadata_set" } else { "thread.metadata_removed" },
+                actor: actor.to_string(),
+                target: None,
+                details: serde_json::json!({"thread_id": thread, "key": key}),
+            };
+            record_audit!(tx, org, crate::domain::now(), &[event]);
             tx.commit().await?;
             Ok::<_, crate::store::StoreError>(metadata)
         })?;
@@ -613,16 +638,34 @@ impl Mailbox<'_> {
         thread: Uuid,
         archived: bool,
     ) -> StoreResult<bool> {
-        let n = on_pool!(self.0, pool => sqlx::query(
-            "UPDATE mailbox_thread_participants SET archived = $4 \
-             WHERE org_id = $1 AND handle = $2 AND thread_id = $3")
-            .bind(org.as_str())
-            .bind(agent.as_str())
-            .bind(thread)
-            .bind(archived)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let event = NewAudit {
+            event_type: if archived {
+                "thread.archived"
+            } else {
+                "thread.unarchived"
+            },
+            actor: agent.to_string(),
+            target: None,
+            details: serde_json::json!({"thread_id": thread}),
+        };
+        let n = on_pool!(self.0, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE mailbox_thread_participants SET archived = $4 \
+                 WHERE org_id = $1 AND handle = $2 AND thread_id = $3")
+                .bind(org.as_str())
+                .bind(agent.as_str())
+                .bind(thread)
+                .bind(archived)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                record_audit!(tx, org, crate::domain::now(), &[event]);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
         Ok(n > 0)
     }
 }

@@ -226,7 +226,7 @@ async fn set_thread_metadata(
         }
     }
     let metadata = Mailbox(&state.store)
-        .set_thread_metadata(caller.org_id(), thread.id, key, value)
+        .set_thread_metadata(caller.org_id(), &caller.handle, thread.id, key, value)
         .await?;
     Ok(axum::Json(ThreadMetadata {
         thread_id: thread.id,

@@ -188,3 +188,76 @@ impl Store {
         row.ok_or_else(|| StoreError::NotFound(format!("organisation {org} has no agent {handle}")))
     }
 }
+
+/// An audit event of the mailbox to record (issue 12.5), in the transaction of its change.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    /// `message.sent`, `message.replied`, `message.broadcast`, `thread.metadata_set`, …
+    pub event_type: &'static str,
+    pub actor: String,
+    pub target: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// `INSERT` of `n` audit events (7 parameters each).
+pub fn audit_insert_sql(n: usize) -> String {
+    let rows = (0..n)
+        .map(|r| {
+            let p: Vec<String> = (1..=7).map(|c| format!("${}", r * 7 + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO mailbox_audit_events (event_id, org_id, event_type, actor_handle, \
+         target_handle, details, timestamp) VALUES {rows}"
+    )
+}
+
+/// Records `$events` (a `&[NewAudit]`) of organisation `$org` on `$tx`, a transaction of
+/// either backend: expanded inside an `on_pool!` body, so one text serves both.
+macro_rules! record_audit {
+    ($tx:expr, $org:expr, $now:expr, $events:expr) => {{
+        let events: &[$crate::store::agents::NewAudit] = $events;
+        if !events.is_empty() {
+            let sql = $crate::store::agents::audit_insert_sql(events.len());
+            let mut q = sqlx::query(&sql);
+            for e in events {
+                q = q
+                    .bind(uuid::Uuid::now_v7())
+                    .bind($org.as_str())
+                    .bind(e.event_type)
+                    .bind(e.actor.as_str())
+                    .bind(e.target.as_deref())
+                    .bind(sqlx::types::Json(&e.details))
+                    .bind($now);
+            }
+            q.execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use record_audit;
+
+impl Store {
+    /// Records that an agent token was issued (the login writes nothing else).
+    pub async fn record_token_issued(
+        &self,
+        org: &OrgId,
+        handle: &AgentHandle,
+        details: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let events = [NewAudit {
+            event_type: "token.issued",
+            actor: handle.to_string(),
+            target: Some(handle.to_string()),
+            details,
+        }];
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            record_audit!(tx, org, now, &events);
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })
+    }
+}

@@ -687,3 +687,79 @@ backend_test! {
         assert_eq!(c["version"], 6);
     }
 }
+
+backend_test! {
+    async fn every_change_and_token_issue_is_audited_and_the_log_is_append_only(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let t = agents(&app, "acme", &["planner", "billing", "support"]).await;
+        let (planner, billing, support) = (&t[0], &t[1], &t[2]);
+
+        let m = send(&app, planner, "/api/v1/messages", json!({"to_handles": ["billing"], "subject": "s", "body": "b"})).await;
+        let thread = m["thread_id"].as_str().unwrap().to_owned();
+        send(&app, billing, &format!("/api/v1/messages/{}/reply", m["id"].as_str().unwrap()), json!({"body": "r"})).await;
+        send(&app, planner, "/api/v1/messages/broadcast", json!({"to_handles": ["billing", "support"], "subject": "s", "body": "b"})).await;
+        for value in [json!("T-1"), Value::Null] {
+            as_agent(&app, Method::PUT, &format!("/api/v1/threads/{thread}/metadata"), planner).json(&json!({"key": "ticket", "value": value})).send().await.unwrap();
+        }
+        as_agent(&app, Method::POST, &format!("/api/v1/threads/{thread}/archive"), planner).send().await.unwrap();
+        as_agent(&app, Method::POST, &format!("/api/v1/threads/{thread}/unarchive"), planner).send().await.unwrap();
+        created(as_agent(&app, Method::POST, "/api/v1/contacts", planner).json(&json!({"handle": "bob"})).send().await.unwrap()).await;
+        as_agent(&app, Method::PUT, "/api/v1/contacts/bob", planner).json(&json!({"expected_version": 1, "description": "d"})).send().await.unwrap();
+        // A refused change writes no event.
+        let res = as_agent(&app, Method::PUT, "/api/v1/contacts/bob", planner).json(&json!({"expected_version": 1, "description": "x"})).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        as_agent(&app, Method::DELETE, "/api/v1/contacts/bob", planner).send().await.unwrap();
+
+        let (status, log) = get_json(&app, planner, "/api/v1/audit/events?limit=100").await;
+        assert_eq!(status, StatusCode::OK, "{log}");
+        let events = log["events"].as_array().unwrap();
+        let kinds: Vec<(&str, &str, Option<&str>)> = events.iter().rev()
+            .map(|e| (e["event_type"].as_str().unwrap(), e["actor_handle"].as_str().unwrap(), e["target_handle"].as_str()))
+            .collect();
+        assert_eq!(kinds, [
+            ("token.issued", "planner", Some("planner")),
+            ("message.sent", "planner", Some("billing")),
+            ("message.replied", "billing", Some("planner")),
+            ("message.broadcast", "planner", Some("billing")),
+            ("message.broadcast", "planner", Some("support")),
+            ("thread.metadata_set", "planner", None),
+            ("thread.metadata_removed", "planner", None),
+            ("thread.archived", "planner", None),
+            ("thread.unarchived", "planner", None),
+            ("contact.created", "planner", Some("bob")),
+            ("contact.updated", "planner", Some("bob")),
+            ("contact.deleted", "planner", Some("bob")),
+        ], "{log}");
+        assert_eq!(log["pagination"]["total"], 12);
+        let e = &events[events.len() - 2];
+        assert_eq!(e["details"]["message_id"], m["id"]);
+        assert!(e["timestamp"].is_string() && e["event_id"].is_string());
+
+        // Filters and pagination; an agent sees only what it did or what names it.
+        let (_, f) = get_json(&app, planner, "/api/v1/audit/events?target_handle=bob&event_type=contact.updated").await;
+        assert_eq!(f["pagination"]["total"], 1);
+        let (_, f) = get_json(&app, planner, "/api/v1/audit/events?limit=5&offset=10").await;
+        assert_eq!((f["events"].as_array().unwrap().len(), f["pagination"]["has_more"].as_bool()), (2, Some(false)));
+        let (_, s) = get_json(&app, support, "/api/v1/audit/events").await;
+        let seen: Vec<&str> = s["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+        assert_eq!(seen, ["message.broadcast", "token.issued"], "{s}");
+        let res = as_agent(&app, Method::GET, "/api/v1/audit/events?event_type=message.deleted", support).send().await.unwrap();
+        assert_eq!(problem(res).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Append-only, whatever the caller: the database refuses updates and deletes.
+        let update = "UPDATE mailbox_audit_events SET event_type = 'forged'";
+        let delete = "DELETE FROM mailbox_audit_events";
+        match &app.state.store {
+            agentd::store::Store::Sqlite(p) => {
+                assert!(sqlx::query(update).execute(&p.write).await.is_err());
+                assert!(sqlx::query(delete).execute(&p.write).await.is_err());
+            }
+            agentd::store::Store::Postgres(p) => {
+                assert!(sqlx::query(update).execute(p).await.is_err());
+                assert!(sqlx::query(delete).execute(p).await.is_err());
+            }
+        }
+        let (_, after) = get_json(&app, planner, "/api/v1/audit/events?limit=100").await;
+        assert_eq!(after["pagination"]["total"], 12);
+    }
+}
