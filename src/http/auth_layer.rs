@@ -166,14 +166,20 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Some(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_response(),
         None => {
             req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(decision);
             next.run(req).await
         }
     };
-    rate_limit_headers(res.headers_mut(), decision);
+    // A handler that charged a tighter quota of its own (the mailbox's per-agent buckets)
+    // has set the headers already: they stand.
+    if !res.headers().contains_key("ratelimit-limit") {
+        rate_limit_headers(res.headers_mut(), decision);
+    }
     res
 }
 
-fn rate_limit_headers(headers: &mut HeaderMap, d: Decision) {
+/// Writes `d` as `RateLimit-*` headers and their `X-RateLimit-*` twins.
+pub fn rate_limit_headers(headers: &mut HeaderMap, d: Decision) {
     let pairs = [
         ("ratelimit-limit", "x-ratelimit-limit", u64::from(d.limit)),
         (

@@ -16,13 +16,17 @@ pub mod thread_routes;
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use crate::auth::{Credential, Principal};
 use crate::domain::agents::AgentHandle;
 use crate::domain::{Org, OrgId};
+use crate::http::auth_layer::rate_limit_headers;
 use crate::http::error::ApiError;
+use crate::rate_limit::{AgentAction, Decision};
 use crate::state::AppState;
 
 /// The header with which an API-key caller (a server-side integration) acts as one of its
@@ -104,10 +108,70 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// What a mailbox route charges to the agent's own buckets, by method and route.
+fn action_of(method: &axum::http::Method, route: &str) -> Option<AgentAction> {
+    match (method.as_str(), route) {
+        (
+            "POST",
+            "/api/v1/messages"
+            | "/api/v1/messages/broadcast"
+            | "/api/v1/messages/group"
+            | "/api/v1/messages/{id}/reply"
+            | "/api/v1/threads/{id}/reply",
+        ) => Some(AgentAction::Send),
+        ("GET", "/api/v1/messages/search" | "/api/v1/contacts/search") => Some(AgentAction::Search),
+        _ => None,
+    }
+}
+
+/// Per-agent limits (issue 12.6): sends and searches are charged to the agent's own bucket,
+/// inside the organisation's quota that the auth layer charged already. The headers report
+/// whichever of the two has less left; a refusal is 429 with `Retry-After` and the agent
+/// bucket's headers.
+async fn agent_limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let action = route.and_then(|r| action_of(req.method(), &r));
+    let handle = req
+        .extensions()
+        .get::<Principal>()
+        .and_then(|p| match &p.credential {
+            Credential::AgentToken { handle, .. } => Some((p.org_id().clone(), handle.to_string())),
+            Credential::ApiKey { .. } => req
+                .headers()
+                .get(AGENT_HANDLE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| AgentHandle::parse(h.trim()).ok())
+                .map(|h| (p.org_id().clone(), h.to_string())),
+            _ => None,
+        });
+    let (Some(action), Some((org, handle))) = (action, handle) else {
+        return next.run(req).await;
+    };
+    let org_decision = req.extensions().get::<Decision>().copied();
+    let mine = state.agent_limits.check(&org, &handle, action);
+    let shown = match org_decision {
+        Some(o) if mine.retry_after.is_none() && o.remaining <= mine.remaining => o,
+        _ => mine,
+    };
+    let mut res = match mine.retry_after {
+        Some(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_response(),
+        None => next.run(req).await,
+    };
+    rate_limit_headers(res.headers_mut(), shown);
+    res
+}
+
 /// The mailbox's routes, behind the tenant authentication layer.
-pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+pub fn router(state: &AppState) -> utoipa_axum::router::OpenApiRouter<AppState> {
     routes::router()
         .merge(thread_routes::router())
         .merge(contacts::router())
         .merge(audit::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            agent_limits,
+        ))
 }

@@ -763,3 +763,77 @@ backend_test! {
         assert_eq!(after["pagination"]["total"], 12);
     }
 }
+
+fn header(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+backend_test! {
+    async fn each_agent_has_its_own_send_and_search_buckets_inside_the_orgs_quota(backend: Backend) {
+        let app = spawn_app_with(backend, |s| {
+            s.mailbox_sends_per_minute = 3;
+            s.mailbox_searches_per_minute = 2;
+        }).await;
+        app.create_org("acme", json!({"tier": "custom", "rate_limit": {"requests": 1000, "window_seconds": 60}})).await;
+        let t = agents(&app, "acme", &["planner", "billing"]).await;
+        let body = json!({"to_handles": ["billing"], "subject": "s", "body": "b"});
+
+        for left in ["2", "1", "0"] {
+            let res = as_agent(&app, Method::POST, "/api/v1/messages", &t[0]).json(&body).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            for name in ["ratelimit-remaining", "x-ratelimit-remaining"] {
+                assert_eq!(header(&res, name).as_deref(), Some(left), "{name}");
+            }
+            assert_eq!(header(&res, "ratelimit-limit").as_deref(), Some("3"));
+        }
+        let res = as_agent(&app, Method::POST, "/api/v1/messages/broadcast", &t[0]).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(header(&res, "retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+        for name in ["ratelimit-limit", "x-ratelimit-limit"] {
+            assert_eq!(header(&res, name).as_deref(), Some("3"), "{name}");
+        }
+        let (_, p) = problem(res).await;
+        assert_eq!(p["code"], "RATE_LIMIT_EXCEEDED");
+        // Reads are not sends: they report the org's quota.
+        let res = as_agent(&app, Method::GET, "/api/v1/messages", &t[0]).send().await.unwrap();
+        assert_eq!((res.status(), header(&res, "ratelimit-limit").as_deref()), (StatusCode::OK, Some("1000")));
+        // Another agent, or the same agent through an API key, has its own bucket.
+        let res = as_agent(&app, Method::POST, "/api/v1/messages", &t[1]).json(&json!({"to_handles": ["planner"], "subject": "s", "body": "b"})).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let key = app.create_key("acme").await["api_key"].as_str().unwrap().to_owned();
+        let res = app.post("/api/v1/messages").header("X-API-Key", &key).header("X-Agent-Handle", "planner").json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "the bucket is the agent's, whatever the credential");
+
+        for expected in [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+            let res = as_agent(&app, Method::GET, "/api/v1/contacts/search?query=x", &t[0]).send().await.unwrap();
+            assert_eq!(res.status(), expected);
+        }
+        let res = as_agent(&app, Method::GET, "/api/v1/messages/search?query=x", &t[0]).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+backend_test! {
+    async fn the_orgs_quota_bounds_the_agents_and_its_headers_show_when_it_is_tighter(backend: Backend) {
+        let app = spawn_app(backend).await;
+        app.create_org("acme", json!({"tier": "custom", "rate_limit": {"requests": 4, "window_seconds": 3600}})).await;
+        let secret = register(&app, "acme", "planner", "Planner").await;
+        register(&app, "acme", "billing", "Billing").await;
+        let token = agent_token(&app, "acme", "planner", &secret).await;
+        let body = json!({"to_handles": ["billing"], "subject": "s", "body": "b"});
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            let res = as_agent(&app, Method::POST, "/api/v1/messages", &token).json(&body).send().await.unwrap();
+            statuses.push(res.status());
+            if res.status() == StatusCode::CREATED {
+                // The default agent bucket is 100 a minute; the org has fewer left.
+                assert_eq!(header(&res, "ratelimit-limit").as_deref(), Some("4"));
+            } else {
+                assert!(header(&res, "retry-after").is_some());
+            }
+        }
+        assert_eq!(statuses, [StatusCode::CREATED; 4].into_iter().chain([StatusCode::TOO_MANY_REQUESTS]).collect::<Vec<_>>());
+    }
+}
