@@ -2,6 +2,8 @@
 //! validate and behave the same. Cache eviction is the caller's business (the CLI has none).
 //! Which tools an organisation may enable is the tool registry's list, passed in.
 
+pub mod agents;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

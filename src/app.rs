@@ -151,6 +151,10 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
         ),
         limiter: OrgRateLimiter::new(settings.rate_limit_end_user_share),
         auth_failures: AuthFailureLimiter::new(settings.auth_failures_per_minute),
+        agent_limits: crate::rate_limit::AgentRateLimiter::new(
+            settings.mailbox_sends_per_minute,
+            settings.mailbox_searches_per_minute,
+        ),
         settings: Arc::new(settings),
         store,
         auth,
@@ -162,7 +166,11 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
         shutdown: CancellationToken::new(),
         tasks,
     });
-    let (router, openapi) = crate::http::router(state.clone(), crate::skills::routes());
+    // The mailbox (issue 12) is a slice, not a skill, but its routes join the tenant API the
+    // same way.
+    let mut routes = crate::skills::routes();
+    routes.routes = routes.routes.merge(crate::mailbox::router(&state));
+    let (router, openapi) = crate::http::router(state.clone(), routes);
     App {
         router,
         openapi,
@@ -274,6 +282,7 @@ impl App {
                     _ = tick.tick() => {
                         state.limiter.housekeeping();
                         state.auth_failures.housekeeping();
+                        state.agent_limits.housekeeping();
                         state.cors.reload(&state.store).await;
                         let old = crate::domain::now() - chrono::Duration::days(1);
                         if let Err(e) = state.store.prune_auth_changes(old).await {

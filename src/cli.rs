@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `orgs …`, `keys …`, `token`.
+//! The command line: `serve` (the default), `migrate`, `orgs …`, `keys …`, `agents …`,
+//! `token`.
 //! Management commands work on the database directly (no running server needed) through the
 //! same operations as the admin API.
 
@@ -71,6 +72,9 @@ pub enum Command {
     /// Create, list and revoke an organisation's API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Register, list and change the mailbox's agents of an organisation; rotate their secrets.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Mint an end-user token (JWT) for development; needs JWT_SECRET to match the server's.
     Token {
         /// Organisation the token belongs to.
@@ -203,6 +207,46 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Register an agent; prints its secret once.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// 1–64 characters of a-z, 0-9, '.', '_', '-'.
+        #[arg(long)]
+        handle: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List an organisation's agents.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Change an agent's display name, description or active flag.
+    Update {
+        #[arg(long)]
+        org: String,
+        handle: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// true or false.
+        #[arg(long)]
+        active: Option<bool>,
+    },
+    /// Give an agent a new secret (printed once); the old one and its tokens stop working.
+    RotateSecret {
+        #[arg(long)]
+        org: String,
+        handle: String,
+    },
+}
+
 /// Prints an error and its causes to stderr.
 pub fn report(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
@@ -274,6 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Orgs(cmd) => orgs(&open_store(&settings).await?, cmd).await,
         Command::Keys(cmd) => keys(&open_store(&settings).await?, cmd).await,
+        Command::Agents(cmd) => agents(&open_store(&settings).await?, cmd).await,
         Command::Token { org, sub, ttl } => {
             settings.validate().map_err(|e| anyhow::anyhow!(e))?;
             let Some(secret) = &settings.jwt_secret else {
@@ -439,6 +484,83 @@ async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
             out(&format!(
                 "revoked key {} ({}); running servers drop it (and the tokens it minted) within a second",
                 key.id, key.name
+            ))
+        }
+    }
+}
+
+async fn agents(store: &Store, cmd: AgentsCommand) -> anyhow::Result<()> {
+    use crate::admin::agents::{self as mailbox_agents, NewAgent, UpdateAgent, parse_handle};
+    match cmd {
+        AgentsCommand::Create {
+            org,
+            handle,
+            display_name,
+            description,
+        } => {
+            let created = mailbox_agents::create_agent(
+                store,
+                &org_id(&org)?,
+                &NewAgent {
+                    handle,
+                    display_name,
+                    description,
+                    active: None,
+                },
+            )
+            .await
+            .map_err(api)?;
+            out(&format!(
+                "registered agent {} ({}) in {org}; store its secret now, it is not shown again:\n{}",
+                created.agent.handle, created.agent.display_name, created.agent_secret
+            ))
+        }
+        AgentsCommand::List { org } => {
+            let agents = mailbox_agents::list_agents(store, &org_id(&org)?)
+                .await
+                .map_err(api)?;
+            out(&format!("{:<32}  {:<8}  DISPLAY NAME", "HANDLE", "STATUS"))?;
+            for a in agents {
+                let status = if a.active { "active" } else { "inactive" };
+                out(&format!(
+                    "{:<32}  {:<8}  {}",
+                    a.handle, status, a.display_name
+                ))?;
+            }
+            Ok(())
+        }
+        AgentsCommand::Update {
+            org,
+            handle,
+            display_name,
+            description,
+            active,
+        } => {
+            let agent = mailbox_agents::update_agent(
+                store,
+                &org_id(&org)?,
+                &parse_handle(&handle).map_err(api)?,
+                &UpdateAgent {
+                    display_name,
+                    description,
+                    active,
+                },
+            )
+            .await
+            .map_err(api)?;
+            out_json(&agent)
+        }
+        AgentsCommand::RotateSecret { org, handle } => {
+            let rotated = mailbox_agents::rotate_secret(
+                store,
+                &org_id(&org)?,
+                &parse_handle(&handle).map_err(api)?,
+            )
+            .await
+            .map_err(api)?;
+            out(&format!(
+                "new secret for agent {}; the old one and its tokens stop working within a second:\n{}",
+                rotated.agent.handle, rotated.agent_secret
             ))
         }
     }

@@ -296,6 +296,24 @@ pub struct Settings {
     )]
     pub auth_failures_per_minute: u32,
 
+    /// Messages (sends, replies, broadcasts) one mailbox agent may send per minute.
+    #[arg(
+        long,
+        env = "MAILBOX_SENDS_PER_MINUTE",
+        default_value_t = 100,
+        global = true
+    )]
+    pub mailbox_sends_per_minute: u32,
+
+    /// Searches (messages and contacts) one mailbox agent may run per minute.
+    #[arg(
+        long,
+        env = "MAILBOX_SEARCHES_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub mailbox_searches_per_minute: u32,
+
     /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client; the
     /// address rate limits count failures against. Empty: the connection's peer address.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', global = true)]
@@ -397,6 +415,8 @@ impl Settings {
             lease_ttl_seconds: 10,
             auth_sync_interval_ms: 500,
             auth_failures_per_minute: 30,
+            mailbox_sends_per_minute: 100,
+            mailbox_searches_per_minute: 600,
             trusted_proxies: Vec::new(),
             instance_id: None,
             sse_keepalive_seconds: 15,

@@ -14,6 +14,7 @@ pub mod conversations;
 pub mod cors;
 pub mod domain;
 pub mod http;
+pub mod mailbox;
 pub mod metrics;
 pub mod rate_limit;
 pub mod skills;

@@ -175,6 +175,70 @@ impl OrgRateLimiter {
     }
 }
 
+/// What an agent of the mailbox is charged for (issue 12.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentAction {
+    /// A message, reply, group message or broadcast.
+    Send,
+    /// A message or contact search.
+    Search,
+}
+
+struct KeyedBucket {
+    bucket: Bucket,
+    limiter: KeyedLimiter,
+}
+
+impl KeyedBucket {
+    fn new(per_minute: u32) -> Self {
+        let (bucket, quota) = Bucket::new(RateLimit {
+            requests: per_minute.max(1),
+            window_seconds: 60,
+        });
+        Self {
+            bucket,
+            limiter: governor::RateLimiter::keyed(quota).with_middleware(),
+        }
+    }
+}
+
+/// The mailbox's token buckets per agent (issue 12.6): sends and searches a minute per agent
+/// handle, inside the organisation's own quota (which the auth layer charges first).
+#[derive(Clone)]
+pub struct AgentRateLimiter {
+    sends: Arc<KeyedBucket>,
+    searches: Arc<KeyedBucket>,
+    clock: DefaultClock,
+}
+
+impl AgentRateLimiter {
+    pub fn new(sends_per_minute: u32, searches_per_minute: u32) -> Self {
+        Self {
+            sends: Arc::new(KeyedBucket::new(sends_per_minute)),
+            searches: Arc::new(KeyedBucket::new(searches_per_minute)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one `action` of agent `handle` of `org`.
+    pub fn check(&self, org: &OrgId, handle: &str, action: AgentAction) -> Decision {
+        let b = match action {
+            AgentAction::Send => &self.sends,
+            AgentAction::Search => &self.searches,
+        };
+        let key = format!("{org}\u{0}{handle}");
+        b.bucket.decide(b.limiter.check_key(&key), &self.clock)
+    }
+
+    /// Forgets agents whose buckets are whole again.
+    pub fn housekeeping(&self) {
+        for b in [&self.sends, &self.searches] {
+            b.limiter.retain_recent();
+            b.limiter.shrink_to_fit();
+        }
+    }
+}
+
 /// Failed authentications per client address. Within the allowance failures cost nothing
 /// more; past it, the address gets `429` for every credential it presents — right or wrong,
 /// API key, token or admin token — until the allowance refills, so guessing is slow whatever

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::cors::CorsOrigins;
 use crate::domain::events::EventCatalog;
 use crate::metrics::Metrics;
-use crate::rate_limit::{AuthFailureLimiter, OrgRateLimiter};
+use crate::rate_limit::{AgentRateLimiter, AuthFailureLimiter, OrgRateLimiter};
 use crate::store::Store;
 
 /// Everything handlers share. One `Arc`: every extraction clones the state, and a clone is
@@ -43,6 +43,8 @@ pub struct Shared {
     pub limiter: OrgRateLimiter,
     /// Failed authentications per client address.
     pub auth_failures: AuthFailureLimiter,
+    /// The mailbox's sends and searches per agent.
+    pub agent_limits: AgentRateLimiter,
     pub metrics: Arc<Metrics>,
     pub cors: CorsOrigins,
     pub agent: Agent,

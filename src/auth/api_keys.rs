@@ -15,7 +15,7 @@ pub const SECRET_LEN: usize = 40;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-fn random_base62(n: usize) -> String {
+pub(crate) fn random_base62(n: usize) -> String {
     let mut rng = OsRng;
     (0..n)
         .map(|_| char::from(BASE62[rng.gen_range(0..BASE62.len())]))

@@ -29,6 +29,15 @@ pub struct Claims {
     /// Not valid before (seconds since the epoch), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Set on agent tokens only (the mailbox, issue 12): the agent the token speaks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_handle: Option<String>,
+    /// The agent's display name when the token was minted (informative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_display_name: Option<String>,
+    /// The version of the agent's secret the token was minted under: a rotation ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asv: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -95,6 +104,38 @@ impl JwtKeys {
         self.sign(org, sub, Some(run), kid, now, exp)
     }
 
+    /// Mints an agent token (the mailbox): `sub` is `agent:<handle>`, and the claims carry
+    /// the handle, the display name and the secret's version.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the claims of one token, each named"
+    )]
+    pub fn mint_agent(
+        &self,
+        org: &str,
+        handle: &str,
+        display_name: &str,
+        secret_version: i64,
+        kid: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+        exp: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: format!("agent:{handle}"),
+            org: org.to_owned(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            iss: ISSUER.to_owned(),
+            run: None,
+            kid,
+            nbf: Some(now.timestamp()),
+            agent_handle: Some(handle.to_owned()),
+            agent_display_name: Some(display_name.to_owned()),
+            asv: Some(secret_version),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
     fn sign(
         &self,
         org: &str,
@@ -113,6 +154,9 @@ impl JwtKeys {
             run,
             kid,
             nbf: Some(now.timestamp()),
+            agent_handle: None,
+            agent_display_name: None,
+            asv: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }

@@ -11,6 +11,7 @@
 //! instance, the CLI — applies everywhere within a second; the cache TTL is only a backstop.
 //! End-user tokens name the key that minted them (`kid`) and die with it.
 
+pub mod agents;
 pub mod api_keys;
 pub mod jwt;
 
@@ -28,9 +29,11 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::domain::agents::AgentHandle;
 use crate::domain::conversation::Caller;
 use crate::domain::{EndUserId, Org, OrgId, RunId};
 use crate::metrics::Metrics;
+use crate::store::agents::Agent;
 use crate::store::keys::KeyCredential;
 use crate::store::{Store, StoreError};
 
@@ -106,6 +109,12 @@ pub enum Credential {
     EndUserToken { key_id: Option<Uuid> },
     /// A stream token: may only read the events of this run.
     StreamToken { run_id: RunId },
+    /// An agent token (the mailbox): speaks for one agent of the organisation, on the
+    /// mailbox's routes only. `key_id` is the API key that minted it, if one did.
+    AgentToken {
+        handle: AgentHandle,
+        key_id: Option<Uuid>,
+    },
 }
 
 /// The authenticated caller, whatever credential it used.
@@ -135,7 +144,7 @@ impl Principal {
     pub fn minting_key(&self) -> Option<Uuid> {
         match self.credential {
             Credential::ApiKey { key_id } => Some(key_id),
-            Credential::EndUserToken { key_id } => key_id,
+            Credential::EndUserToken { key_id } | Credential::AgentToken { key_id, .. } => key_id,
             Credential::StreamToken { .. } => None,
         }
     }
@@ -144,9 +153,11 @@ impl Principal {
     pub fn require_api_key(&self, what: &str) -> Result<(), AuthError> {
         match self.credential {
             Credential::ApiKey { .. } => Ok(()),
-            Credential::EndUserToken { .. } | Credential::StreamToken { .. } => Err(
-                AuthError::Forbidden(format!("{what} are available to API-key callers only.")),
-            ),
+            Credential::EndUserToken { .. }
+            | Credential::StreamToken { .. }
+            | Credential::AgentToken { .. } => Err(AuthError::Forbidden(format!(
+                "{what} are available to API-key callers only."
+            ))),
         }
     }
 }
@@ -225,6 +236,8 @@ pub struct Authenticator {
     /// Whether the key that minted a token is still good, by key id.
     key_ok: moka::future::Cache<Uuid, bool>,
     orgs: moka::future::Cache<OrgId, Arc<Org>>,
+    /// The mailbox's agents by (organisation, handle) (`None`: no such agent).
+    agents: moka::future::Cache<(OrgId, AgentHandle), Option<Arc<Agent>>>,
     jwt: Arc<jwt::JwtKeys>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
@@ -271,6 +284,10 @@ impl Authenticator {
                 .time_to_live(cache_ttl)
                 .build(),
             orgs: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl)
+                .build(),
+            agents: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl)
                 .build(),
@@ -393,6 +410,10 @@ impl Authenticator {
             return Err(bad_claims());
         }
         let org_id = OrgId::parse(&claims.org).map_err(|_| bad_claims())?;
+        if let Some(handle) = &claims.agent_handle {
+            let handle = AgentHandle::parse(handle).map_err(|_| bad_claims())?;
+            return self.authenticate_agent_token(&claims, org_id, handle).await;
+        }
         let end_user = EndUserId::parse(&claims.sub).map_err(|_| bad_claims())?;
         if let Some(kid) = claims.kid {
             self.check_minting_key(kid, &org_id).await?;
@@ -407,6 +428,94 @@ impl Authenticator {
             end_user: Some(end_user),
             credential: Credential::EndUserToken { key_id: claims.kid },
         })
+    }
+
+    /// An agent token: good while the key that minted it (if any) is, the organisation is
+    /// active, and the agent is active with the secret version the token was minted under.
+    async fn authenticate_agent_token(
+        &self,
+        claims: &jwt::Claims,
+        org_id: OrgId,
+        handle: AgentHandle,
+    ) -> Result<Principal, AuthError> {
+        if let Some(kid) = claims.kid {
+            self.check_minting_key(kid, &org_id).await?;
+        }
+        let org = match self.active_org(&org_id).await {
+            Err(AuthError::OrgNotFound(_)) => {
+                return Err(AuthError::Unauthorized(
+                    "The bearer token's claims are invalid.",
+                ));
+            }
+            other => other?,
+        };
+        let agent = self.agent(&org_id, &handle).await?;
+        match agent {
+            Some(a) if a.active && Some(a.secret_version) == claims.asv => Ok(Principal {
+                org,
+                end_user: None,
+                credential: Credential::AgentToken {
+                    handle,
+                    key_id: claims.kid,
+                },
+            }),
+            _ => Err(AuthError::Unauthorized(
+                "The agent is unknown or inactive, or its secret was rotated since this token was minted.",
+            )),
+        }
+    }
+
+    /// The organisation's agent `handle`, from cache or store; `None` when there is none.
+    pub async fn agent(
+        &self,
+        org: &OrgId,
+        handle: &AgentHandle,
+    ) -> Result<Option<Arc<Agent>>, AuthError> {
+        let (store, o, h) = (self.store.clone(), org.clone(), handle.clone());
+        self.agents
+            .try_get_with((org.clone(), handle.clone()), async move {
+                Ok::<_, StoreError>(store.get_agent(&o, &h).await?.map(Arc::new))
+            })
+            .await
+            .map_err(|e: Arc<StoreError>| AuthError::shared(&e))
+    }
+
+    /// Checks an agent's secret (argon2, off the async workers, a bounded number at once) and
+    /// returns the organisation and the agent. Unknown handles cost the same as wrong secrets.
+    pub async fn agent_login(
+        &self,
+        org_id: &OrgId,
+        handle: &AgentHandle,
+        secret: &str,
+    ) -> Result<(Arc<Org>, Agent), AuthError> {
+        const REFUSED: &str = "The agent handle or secret is wrong, or the agent is inactive.";
+        let org = match self.active_org(org_id).await {
+            Err(AuthError::OrgNotFound(_)) => return Err(AuthError::Unauthorized(REFUSED)),
+            other => other?,
+        };
+        let found = self.store.get_agent_credential(org_id, handle).await?;
+        let hash = found.as_ref().map_or_else(
+            || agents::decoy_hash().to_owned(),
+            |c| c.secret_hash.clone(),
+        );
+        let _permit = self
+            .verifications
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let plaintext = secret.to_owned();
+        let ok = tokio::task::spawn_blocking(move || agents::verify_secret(&plaintext, &hash))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        match found {
+            Some(c) if ok && c.agent.active => Ok((org, c.agent)),
+            _ => Err(AuthError::Unauthorized(REFUSED)),
+        }
+    }
+
+    /// Forgets every cached agent (after a change through this instance).
+    pub async fn evict_agents(&self) {
+        self.agents.invalidate_all();
     }
 
     /// A token dies with the key that minted it: revoked, expired, gone, or another org's.
@@ -538,6 +647,8 @@ impl Authenticator {
             if let Ok(org) = OrgId::parse(&change.org_id) {
                 if change.kind == "org" {
                     self.orgs.invalidate(&org).await;
+                    // Agent changes are logged as changes of their organisation.
+                    self.agents.invalidate_all();
                     orgs.push(org);
                 }
             }

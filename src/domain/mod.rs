@@ -2,6 +2,7 @@
 //! A value of one of the validated types here exists only if it is valid ("parse, don't
 //! validate"); wire DTOs are converted into them with `parse`/`TryFrom` at the edge.
 //!
+//! - [`agents`]: the mailbox's agent handles;
 //! - [`ids`]: identifiers as newtypes (organisation, conversation, run, message, end user);
 //! - [`text`]: validated free text (chat messages);
 //! - [`org`]: an organisation, its settings and the rules for changing them;
@@ -11,6 +12,7 @@
 //! - [`events`]: webhook event types and payloads;
 //! - [`page`](mod@page): pagination.
 
+pub mod agents;
 pub mod chat;
 pub mod conversation;
 pub mod events;

@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate_org))
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
+        .merge(super::admin_agents::router())
 }
 
 /// A page of organisations.

@@ -17,6 +17,20 @@ use axum::response::{IntoResponse, Response};
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
+/// The token route, which an agent may call with its secret instead of a credential header.
+pub const TOKEN_PATH: &str = "/api/v1/auth/token";
+
+/// The client's address (see [`client_address`]), for handlers that check credentials
+/// themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+/// Counts a refused credential presented in a body (an agent's secret) against the client's
+/// address; `Some(retry after)` once the address is past its allowance.
+pub fn count_body_failure(state: &AppState, ip: Option<IpAddr>) -> Option<u64> {
+    ip.and_then(|ip| state.auth_failures.failed(ip))
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
@@ -121,6 +135,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let presented = req.headers().contains_key(API_KEY_HEADER)
         || req.headers().contains_key(header::AUTHORIZATION)
         || presented_stream_token(&req).is_some();
+    // An agent logs in with its handle and secret in the body (the mailbox, issue 12): the
+    // token route then runs without a principal, checks the secret itself, and counts a wrong
+    // one against the client's address like any refused credential.
+    if !presented && req.method() == axum::http::Method::POST && req.uri().path() == TOKEN_PATH {
+        req.extensions_mut().insert(ClientAddress(ip));
+        return next.run(req).await;
+    }
     let resolved = match presented_stream_token(&req) {
         Some((run_id, token)) => state
             .auth
@@ -145,14 +166,20 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Some(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_response(),
         None => {
             req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(decision);
             next.run(req).await
         }
     };
-    rate_limit_headers(res.headers_mut(), decision);
+    // A handler that charged a tighter quota of its own (the mailbox's per-agent buckets)
+    // has set the headers already: they stand.
+    if !res.headers().contains_key("ratelimit-limit") {
+        rate_limit_headers(res.headers_mut(), decision);
+    }
     res
 }
 
-fn rate_limit_headers(headers: &mut HeaderMap, d: Decision) {
+/// Writes `d` as `RateLimit-*` headers and their `X-RateLimit-*` twins.
+pub fn rate_limit_headers(headers: &mut HeaderMap, d: Decision) {
     let pairs = [
         ("ratelimit-limit", "x-ratelimit-limit", u64::from(d.limit)),
         (

@@ -31,8 +31,9 @@ use crate::http::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "conversations", description = "Conversations and their messages"),
         (name = "appointments", description = "Bookings made by the agent"),
         (name = "webhooks", description = "Signed event deliveries (Standard Webhooks) to your endpoints; payloads are `WebhookEvent`"),
-        (name = "auth", description = "End-user tokens and the caller's identity"),
-        (name = "admin", description = "Organisations and API keys (admin token)"),
+        (name = "auth", description = "End-user and agent tokens, and the caller's identity"),
+        (name = "mailbox", description = "Agent-to-agent messages, threads and search (agent token, or API key with X-Agent-Handle); see docs/mailbox.md"),
+        (name = "admin", description = "Organisations, API keys and mailbox agents (admin token)"),
         (name = "ops", description = "Health, readiness, metrics"),
     ),
     modifiers(&SecuritySchemes)
@@ -57,7 +58,7 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("End-user token minted with POST /api/v1/auth/token."))
+                    .description(Some("End-user token or agent token (mailbox), minted with POST /api/v1/auth/token."))
                     .build(),
             ),
         );

@@ -56,6 +56,9 @@ pub struct Problem {
     /// Field errors, for `VALIDATION_ERROR`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// On 409 `VERSION_CONFLICT`: the version the resource is at now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
 }
 
 impl Problem {
@@ -72,6 +75,7 @@ impl Problem {
             code: code.to_owned(),
             request_id: None,
             errors: Vec::new(),
+            current_version: None,
         }
     }
 
@@ -145,6 +149,12 @@ pub enum ApiError {
     /// A conditional request's precondition (`If-Match`) no longer holds (RFC 9110 §13.1.1).
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
+    /// An update named a version the resource is no longer at (optimistic locking).
+    #[error("version conflict: {detail}")]
+    VersionConflict {
+        detail: String,
+        current_version: i64,
+    },
     #[error("turn in progress")]
     TurnInProgress,
     #[error("idempotency key reused with another request")]
@@ -250,6 +260,19 @@ impl ApiError {
                 "Precondition failed",
                 detail.clone(),
             ),
+            Self::VersionConflict {
+                detail,
+                current_version,
+            } => {
+                let mut p = Problem::new(
+                    S::CONFLICT,
+                    "VERSION_CONFLICT",
+                    "Version conflict",
+                    detail.clone(),
+                );
+                p.current_version = Some(*current_version);
+                p
+            }
             Self::TurnInProgress => Problem::new(
                 S::CONFLICT,
                 "TURN_IN_PROGRESS",

@@ -232,11 +232,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         // Present on every route behind the auth layer; absent means a routing mistake, and
         // failing closed is the safe answer to that.
-        parts
+        let principal = parts
             .extensions
             .get::<Principal>()
             .cloned()
-            .ok_or(ApiError::Unauthorized("Authentication required."))
+            .ok_or(ApiError::Unauthorized("Authentication required."))?;
+        // Agent tokens open the mailbox (which reads the principal itself) and nothing else.
+        if matches!(
+            principal.credential,
+            crate::auth::Credential::AgentToken { .. }
+        ) {
+            return Err(ApiError::Forbidden(
+                "Agent tokens open the mailbox routes only.".to_owned(),
+            ));
+        }
+        Ok(principal)
     }
 }
 

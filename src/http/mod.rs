@@ -4,6 +4,7 @@
 //! (built with the same extractors and errors); `app` merges them in through [`router`].
 
 pub mod admin;
+pub mod admin_agents;
 pub mod auth_layer;
 pub mod chat;
 pub mod conversations;
@@ -100,12 +101,19 @@ pub fn layers(app: Router, state: &AppState) -> Router {
         .allow_origin(AllowOrigin::predicate(move |origin, _| {
             origins.allows(origin)
         }))
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_MATCH,
             HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-agent-handle"),
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("last-event-id"),

@@ -8,6 +8,7 @@
 //! This layer imports only `domain`. Skills keep the queries of their own tables beside their
 //! code (`skills::*::store`), written against the same [`Store`] handle and [`on_pool!`].
 
+pub mod agents;
 pub mod conversations;
 pub mod keys;
 pub mod orgs;

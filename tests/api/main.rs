@@ -23,6 +23,7 @@ mod dialogue;
 mod errors;
 mod faults;
 mod layers;
+mod mailbox;
 mod migrations;
 mod offline;
 mod openapi;

@@ -32,7 +32,26 @@ fn base_body(method: &str, path: &str) -> Option<Value> {
             "services": [{"id": "cut", "name": "Cut", "duration_minutes": 30, "currency": "EUR"}],
         }),
         ("POST", "/api/v1/admin/orgs/{org}/keys") => json!({"name": "plugin"}),
+        ("POST", "/api/v1/admin/orgs/{org}/agents") => {
+            json!({"handle": "helper", "display_name": "Helper", "description": "Helps."})
+        }
+        ("PATCH", "/api/v1/admin/orgs/{org}/agents/{handle}") => {
+            json!({"display_name": "Helper", "description": "Helps."})
+        }
         ("POST", "/api/v1/auth/token") => json!({"user_id": "wp-user-42"}),
+        ("POST", "/api/v1/messages" | "/api/v1/messages/broadcast" | "/api/v1/messages/group") => {
+            json!({"to_handles": ["sweeper"], "subject": "Hi", "body": "Hello", "tags": ["t"]})
+        }
+        ("POST", "/api/v1/messages/{id}/reply" | "/api/v1/threads/{id}/reply") => {
+            json!({"body": "Thanks", "subject": "Re", "tags": ["t"]})
+        }
+        ("PUT", "/api/v1/threads/{id}/metadata") => json!({"key": "ticket", "value": "T-1"}),
+        ("POST", "/api/v1/contacts") => {
+            json!({"handle": "helper", "display_name": "Helper", "description": "Helps.", "tags": ["t"]})
+        }
+        ("PUT", "/api/v1/contacts/{handle}") => json!({
+            "expected_version": 1, "display_name": "Helper", "description": "Helps.", "tags": ["t"],
+        }),
         ("POST", "/api/v1/chat" | "/api/v1/chat/stream") => {
             json!({"message": "hello", "session_id": SESSION, "org_id": "sweep"})
         }
@@ -210,6 +229,12 @@ impl Side {
         )
         .await;
         app.create_org("sweep-admin", json!({})).await;
+        // The mailbox speaks for an agent: every tenant request names this one.
+        app.admin(reqwest::Method::POST, "/api/v1/admin/orgs/sweep/agents")
+            .json(&json!({"handle": "sweeper"}))
+            .send()
+            .await
+            .unwrap();
         let key = app.create_key("sweep").await["api_key"]
             .as_str()
             .unwrap()
@@ -282,6 +307,7 @@ impl Side {
             req.bearer_auth(ADMIN_TOKEN)
         } else {
             req.header("X-API-Key", &self.key)
+                .header("X-Agent-Handle", "sweeper")
         };
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
