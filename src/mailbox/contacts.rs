@@ -232,7 +232,7 @@ impl Contacts<'_> {
             let total: i64 = c.fetch_one(pool).await?;
             Ok::<_, sqlx::Error>((items, total))
         })?;
-        Ok(Page { items, total })
+        Ok(Page::by_offset(items, total, page))
     }
 }
 
@@ -288,7 +288,7 @@ async fn list_contacts(
             page,
         )
         .await?;
-    let has_more = found.has_more(page);
+    let has_more = found.has_more();
     Ok(axum::Json(ContactPage {
         contacts: found.items,
         pagination: Pagination {

@@ -215,7 +215,7 @@ async fn list_messages(
     let found = mailbox
         .list_messages(caller.org_id(), &caller.handle, thread, page)
         .await?;
-    let has_more = found.has_more(page);
+    let has_more = found.has_more();
     Ok(axum::Json(MessagePage {
         messages: found.items,
         pagination: Pagination {

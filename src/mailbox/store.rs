@@ -356,7 +356,7 @@ impl Mailbox<'_> {
                 .await?;
             Ok::<_, sqlx::Error>((items, total))
         })?;
-        Ok(Page { items, total })
+        Ok(Page::by_offset(items, total, page))
     }
 
     /// The messages `agent` sent or received that hold every word, best match first (the
@@ -490,10 +490,11 @@ impl Mailbox<'_> {
                 .await?;
             Ok::<_, sqlx::Error>((items, total))
         })?;
-        Ok(Page {
-            items: self.with_participants(org, items).await?,
+        Ok(Page::by_offset(
+            self.with_participants(org, items).await?,
             total,
-        })
+            page,
+        ))
     }
 
     /// Thread `id` as `agent` sees it, if it takes part.
@@ -553,7 +554,7 @@ impl Mailbox<'_> {
                 .await?;
             Ok::<_, sqlx::Error>((items, total))
         })?;
-        Ok(Page { items, total })
+        Ok(Page::by_offset(items, total, page))
     }
 
     /// The newest message of thread `id` that `agent` sent or received.

@@ -79,7 +79,7 @@ async fn list_threads(
     let found = Mailbox(&state.store)
         .list_threads(caller.org_id(), &caller.handle, q.archived, page)
         .await?;
-    let has_more = found.has_more(page);
+    let has_more = found.has_more();
     Ok(axum::Json(ThreadPage {
         threads: found.items,
         pagination: Pagination {
@@ -124,7 +124,7 @@ async fn list_thread_messages(
     let found = Mailbox(&state.store)
         .thread_messages(caller.org_id(), &caller.handle, thread.id, page)
         .await?;
-    let has_more = found.has_more(page);
+    let has_more = found.has_more();
     Ok(axum::Json(MessagePage {
         messages: found.items,
         pagination: Pagination {
