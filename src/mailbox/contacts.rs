@@ -40,6 +40,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A contact of the organisation's address book.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Contact {
+    /// The handle again: every resource carries its identifier as `id` (issue 11.8).
+    #[schema(example = "billing-bot")]
+    pub id: String,
     #[schema(example = "billing-bot")]
     pub handle: String,
     #[schema(example = "Billing assistant")]
@@ -58,7 +61,7 @@ pub struct Contact {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "handle, display_name, description, tags, is_active, version, updated_by, created_at, updated_at";
+const COLUMNS: &str = "handle AS id, handle, display_name, description, tags, is_active, version, updated_by, created_at, updated_at";
 
 /// Body of `POST /api/v1/contacts`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -183,6 +183,8 @@ pub struct ThreadMetadata {
 /// One metadata entry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MetadataValue {
+    /// The key again: every resource carries its identifier as `id` (issue 11.8).
+    pub id: String,
     pub key: String,
     #[schema(value_type = Object)]
     pub value: serde_json::Value,
@@ -270,7 +272,11 @@ async fn get_thread_metadata_key(
     let value = thread.metadata.get(&key).cloned().ok_or_else(|| {
         ApiError::NotFound(format!("thread {} has no metadata key {key}", thread.id))
     })?;
-    Ok(axum::Json(MetadataValue { key, value }))
+    Ok(axum::Json(MetadataValue {
+        id: key.clone(),
+        key,
+        value,
+    }))
 }
 
 async fn set_archived(

@@ -13,6 +13,9 @@ use crate::domain::agents::AgentHandle;
 /// An agent as the admin API shows it: everything but the secret.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Agent {
+    /// The handle again: every resource carries its identifier as `id` (issue 11.8).
+    #[schema(example = "billing-bot")]
+    pub id: String,
     #[schema(example = "billing-bot")]
     pub handle: String,
     #[schema(example = "Billing assistant")]
@@ -55,8 +58,8 @@ pub struct AgentChange<'a> {
     pub secret_hash: Option<&'a str>,
 }
 
-const COLUMNS: &str =
-    "handle, display_name, description, active, secret_version, created_at, updated_at";
+const COLUMNS: &str = "handle AS id, handle, display_name, description, active, secret_version, \
+     created_at, updated_at";
 
 impl Store {
     pub async fn create_agent(&self, org: &OrgId, a: &NewAgentRecord<'_>) -> StoreResult<Agent> {
