@@ -4,7 +4,9 @@
 //   node e2e/playground.mjs <base_url> <api_key> [org_id]
 //
 // Env: PLAYGROUND_SCREENSHOT=/path.png saves a screenshot after the booking;
-//      CHROMIUM_PATH overrides the browser (default /usr/bin/chromium).
+//      CHROMIUM_PATH overrides the browser (default /usr/bin/chromium);
+//      PLAYGROUND_KEEP_BOOKING=1 keeps the booking (by default an API key's booking is
+//      cancelled at the end, so the test can run again on the same database).
 // Prints `CONFIRMATION APPT-XXXXXX` and exits 0 on success; exits 1 with a message otherwise.
 
 import { chromium } from "playwright-core";
@@ -98,6 +100,15 @@ async function main() {
 
   const shot = process.env.PLAYGROUND_SCREENSHOT;
   if (shot) await page.screenshot({ path: shot, fullPage: true });
+
+  // Free "tomorrow at 2 PM" again, so a second run on the same database books it too.
+  if (apiKey.startsWith("ak_") && !process.env.PLAYGROUND_KEEP_BOOKING) {
+    const res = await fetch(new URL(`/api/v1/appointments/${number[0]}/cancel`, baseUrl), {
+      method: "POST",
+      headers: { "X-API-Key": apiKey },
+    });
+    if (!res.ok) throw new Error(`cancelling ${number[0]} answered ${res.status}`);
+  }
 
   await browser.close();
   console.error(`booked in ${Date.now() - started} ms with ${calls} tool call entries`);

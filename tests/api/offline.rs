@@ -106,3 +106,35 @@ backend_test! {
         assert!(last["response"].as_str().unwrap().contains("APPT-"), "{last}");
     }
 }
+
+backend_test! {
+    async fn the_readme_flow_runs_twice_on_one_database_when_the_booking_is_cancelled(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let key = agentd::admin::bootstrap_demo(&app.state.store, &app.state.tool_names()).await.unwrap().unwrap();
+        for run in 1..=2 {
+            let session = Uuid::new_v4();
+            let mut last = Value::Null;
+            for m in ["Hello, I need to book an appointment", "I need a general consultation", "Tomorrow at 2 PM",
+                      "John Doe, john@example.com, 555-1234", "yes"] {
+                last = say(&app, &key, "demo", session, m).await;
+            }
+            let reply = last["response"].as_str().unwrap();
+            let number = reply.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).find(|w| w.starts_with("APPT-"))
+                .unwrap_or_else(|| panic!("run {run} booked nothing: {last}")).to_owned();
+            // The README's last step: cancel it, which frees the slot for the next run.
+            let res = app.post(&format!("/api/v1/appointments/{number}/cancel")).header("X-API-Key", &key).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let appt: Value = res.json().await.unwrap();
+            assert_eq!(appt["status"], "cancelled");
+            // Cancelling again is harmless; an unknown number is 404.
+            let again = app.post(&format!("/api/v1/appointments/{}/cancel", number.to_lowercase())).header("X-API-Key", &key).send().await.unwrap();
+            assert_eq!(again.status(), StatusCode::OK);
+            let missing = app.post("/api/v1/appointments/APPT-NOPE00/cancel").header("X-API-Key", &key).send().await.unwrap();
+            assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        }
+        // Bookings are the business's records: an end user's token cannot cancel through the API.
+        let token = app.mint_token(&key, "visitor").await;
+        let res = app.post("/api/v1/appointments/APPT-NOPE00/cancel").bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,5 +1,6 @@
-//! The booking skill's routes, for plugins to show bookings: `GET /api/v1/appointments` and
-//! `/{id}`. API-key callers only (an end user's bookings are the business's records).
+//! The booking skill's routes, for plugins to show and manage bookings:
+//! `GET /api/v1/appointments`, `/{id}`, and `POST /{id}/cancel`. API-key callers only (an end
+//! user's bookings are the business's records).
 
 use axum::extract::State;
 use serde::Deserialize;
@@ -7,7 +8,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::store::{Appointment, AppointmentFilter, Bookings};
+use super::store::{Appointment, AppointmentFilter, BookingError, Bookings};
 use crate::auth::Principal;
 use crate::domain::page::PageRequest;
 use crate::domain::{DayEdge, parse_query_time};
@@ -20,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_appointments))
         .routes(routes!(get_appointment))
+        .routes(routes!(cancel_appointment))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -111,7 +113,12 @@ async fn get_appointment(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Appointment>, ApiError> {
     key_callers_only(&principal)?;
-    let found = match uuid::Uuid::try_parse(&id) {
+    find(&state, &principal, &id).await.map(axum::Json)
+}
+
+/// The appointment `id` names: its UUID or its confirmation number (any case).
+async fn find(state: &AppState, principal: &Principal, id: &str) -> Result<Appointment, ApiError> {
+    let found = match uuid::Uuid::try_parse(id) {
         Ok(uuid) => {
             Bookings(&state.store)
                 .get_appointment_by_id(principal.org_id(), uuid)
@@ -123,7 +130,38 @@ async fn get_appointment(
                 .await?
         }
     };
-    found
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no appointment {id}")))
+    found.ok_or_else(|| ApiError::NotFound(format!("no appointment {id}")))
+}
+
+/// Cancel an appointment (by id or confirmation number): its time is free again and
+/// `appointment.cancelled` is sent to webhooks. Cancelling a cancelled appointment changes
+/// nothing and answers it again, so a retry is safe.
+#[utoipa::path(post, path = "/api/v1/appointments/{id}/cancel", tag = "appointments", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Appointment id (UUID) or confirmation number")),
+    responses(
+        (status = 200, description = "The appointment, `status: cancelled`", body = Appointment),
+        (status = 404, description = "No such appointment (NOT_FOUND)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_appointment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Appointment>, ApiError> {
+    key_callers_only(&principal)?;
+    let appt = find(&state, &principal, &id).await?;
+    let bookings = Bookings(&state.store);
+    match bookings
+        .cancel_appointment(
+            principal.org_id(),
+            &appt.confirmation_number,
+            crate::domain::now(),
+        )
+        .await
+    {
+        Ok(cancelled) => Ok(axum::Json(cancelled)),
+        Err(BookingError::Cancelled(_)) => find(&state, &principal, &id).await.map(axum::Json),
+        Err(BookingError::NotFound(n)) => Err(ApiError::NotFound(format!("no appointment {n}"))),
+        Err(BookingError::Store(e)) => Err(e.into()),
+        Err(e @ BookingError::SlotTaken) => Err(ApiError::internal(e)),
+    }
 }
