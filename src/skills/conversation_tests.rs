@@ -493,7 +493,15 @@ fn cancel_by_confirmation_number() {
     chat.book_seed_appointment();
     let mut fresh = Chat::new();
     fresh.fake = std::mem::take(&mut chat.fake);
+    // Found first, then cancelled on the customer's yes.
     let r = fresh.say("Please cancel my appointment appt-7k2m9q");
+    assert!(r.ends_with("Shall I cancel it?"), "{r}");
+    assert!(
+        r.contains("General Consultation") && r.contains("John Doe"),
+        "{r}"
+    );
+    assert!(fresh.fake.calls_to("cancel_appointment").is_empty());
+    let r = fresh.say("yes");
     assert!(r.contains("APPT-7K2M9Q") && r.contains("cancelled"), "{r}");
     assert_eq!(
         fresh.fake.calls_to("cancel_appointment"),
@@ -506,7 +514,8 @@ fn cancel_by_confirmation_number() {
 fn cancel_it_right_after_booking_uses_the_last_confirmation() {
     let mut chat = Chat::new();
     chat.book_seed_appointment();
-    let r = chat.say("actually, cancel it");
+    chat.say("actually, cancel it");
+    let r = chat.say("yes please");
     assert!(r.contains("cancelled"), "{r}");
     assert_eq!(chat.fake.appointments["APPT-7K2M9Q"]["status"], "cancelled");
 }
@@ -520,10 +529,18 @@ fn cancel_without_a_number_asks_for_it() {
     fresh.fake = std::mem::take(&mut chat.fake);
     let r = fresh.say("I want to cancel my appointment");
     assert!(r.starts_with("Which appointment should I cancel?"), "{r}");
-    let r = fresh.say("APPT-ABC123");
+    fresh.say("APPT-ABC123");
+    let r = fresh.say("yes");
     assert!(r.contains("cancelled"), "{r}");
     let r = fresh.say("APPT-NOPE00 please cancel");
-    assert!(r.contains("couldn't cancel APPT-NOPE00"), "{r}");
+    assert!(r.contains("can't find APPT-NOPE00"), "{r}");
+    assert!(
+        r.ends_with("email address or phone number it was booked with."),
+        "{r}"
+    );
+    let r = fresh.say("nobody@example.com");
+    assert!(r.contains("couldn't find APPT-NOPE00"), "{r}");
+    assert_eq!(fresh.fake.calls_to("cancel_appointment").len(), 1);
 }
 
 #[test]
@@ -547,6 +564,9 @@ fn reschedule_asks_when_and_moves_the_appointment() {
     assert_eq!(fresh.stage(), Stage::CollectDatetime);
     assert!(r.contains("When would you like to move APPT-7K2M9Q"), "{r}");
     let r = fresh.say("Friday at 3pm");
+    assert!(r.ends_with("Shall I move it?"), "{r}");
+    assert!(fresh.fake.calls_to("reschedule_appointment").is_empty());
+    let r = fresh.say("yes");
     assert_eq!(
         fresh.fake.calls_to("reschedule_appointment"),
         vec![&json!({"confirmation_number": "APPT-7K2M9Q", "start": "2026-11-27T15:00"})]
@@ -562,12 +582,14 @@ fn reschedule_in_one_message_and_lookup() {
     chat.book_seed_appointment();
     let r = chat.say("please move it to Dec 3 at 3pm");
     assert!(r.contains("Thursday 3 December 2026 at 15:00"), "{r}");
+    let r = chat.say("yes");
+    assert!(r.contains("Thursday 3 December 2026 at 15:00"), "{r}");
     let r = chat.say("what's my appointment APPT-7K2M9Q?");
     assert!(
         r.contains("General Consultation") && r.contains("John Doe"),
         "{r}"
     );
-    assert_eq!(chat.fake.calls_to("get_appointment").len(), 1);
+    assert_eq!(chat.fake.calls_to("get_appointment").len(), 2);
 }
 
 #[test]

@@ -267,6 +267,24 @@ backend_test! {
         assert!(r["metadata"]["tool_calls"][0]["result"]["error"].is_string(), "{r}");
         let appt: Value = app.get(&format!("/api/v1/appointments/{number}")).header("X-API-Key", &key).send().await.unwrap().json().await.unwrap();
         assert_eq!(appt["status"], "booked");
+
+        // A returning customer proves it is theirs with the email or phone number it was
+        // booked with (issue 11.4); a wrong one leaves it as unknown as a wrong number.
+        let with = |contact: &str| json!({"confirmation_number": number, "customer_contact": contact});
+        mock.script([
+            call("z1", "get_appointment", with("mallory@example.com")),
+            call("z2", "cancel_appointment", with("555")),
+            call("z3", "get_appointment", with("ANA@example.com")),
+            call("z4", "reschedule_appointment", json!({"confirmation_number": number, "start": tomorrow_at(16), "customer_contact": "ana@example.com"})),
+            text("Moved."),
+        ]);
+        let back: Value = app.chat(&key, "clinic", Uuid::new_v4(), "move it").await.json().await.unwrap();
+        let calls = back["metadata"]["tool_calls"].as_array().unwrap();
+        for c in &calls[..2] {
+            assert!(c["result"]["error"].as_str().unwrap().contains("no appointment"), "{c}");
+        }
+        assert_eq!(calls[2]["result"]["customer_name"], "Ana Silva", "{back}");
+        assert_eq!(calls[3]["result"]["start"], tomorrow_at(16), "{back}");
     }
 }
 

@@ -466,7 +466,7 @@ pub enum Request {
 
 pattern!(
     RESCHEDULE,
-    r"\b(?:re-?schedule|postpone|move\s+(?:my|the|it|this|that|appointment|booking)|change\s+(?:my|the)\s+(?:appointment|booking|reservation)|push\s+(?:back|it))\b"
+    r"\b(?:re-?schedule|postpone|move\s+(?:my|the|it|this|that|appointment|booking|appt-[a-z0-9]{6})|change\s+(?:my|the)\s+(?:appointment|booking|reservation)|push\s+(?:back|it))\b"
 );
 pattern!(
     CANCEL,
@@ -744,6 +744,12 @@ mod tests {
             request("I want to reschedule appt-abc123 to Friday at 3pm"),
             Some(Request::Reschedule {
                 confirmation: Some("APPT-ABC123".into())
+            })
+        );
+        assert_eq!(
+            request("can i move appt-abc234 to friday at 3pm"),
+            Some(Request::Reschedule {
+                confirmation: Some("APPT-ABC234".into())
             })
         );
         assert_eq!(

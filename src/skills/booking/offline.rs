@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::faq;
 use super::nlu::{self as booking_nlu, Contact, Request};
-use super::state::{BookingState, Stage};
+use super::state::{BookingState, PendingChange, Stage};
 use crate::agent::offline::nlu;
 use crate::agent::offline::{Action, OfflineSkill, ToolOutput, Turn, day, join, reply, when};
 use crate::domain::Service;
@@ -23,6 +23,11 @@ const ASK_NEW_DAY: &str = "Which day would you like instead?";
 const ASK_NEW_EMAIL: &str = "What is the right email address?";
 const ASK_NEW_NAME: &str = "What name should I put the booking under?";
 const ASK_NEW_PHONE: &str = "What is the right phone number?";
+/// How our request for the customer's email or phone number ends (a booking made elsewhere).
+const ASK_CONTACT_TAIL: &str =
+    "please tell me the email address or phone number it was booked with.";
+const ASK_CANCEL_YES: &str = "Shall I cancel it?";
+const ASK_MOVE_YES: &str = "Shall I move it?";
 const ASK_SHOW_NUMBER: &str =
     "Please tell me the confirmation number of your appointment (it looks like APPT-XXXXXX).";
 
@@ -172,6 +177,9 @@ impl<'t, 'a> Flow<'t, 'a> {
 
     /// Requests about appointments, and a confirmation number given in answer to our question.
     fn request(&mut self) -> Option<Action> {
+        if let Some(action) = self.pending_step(Said::Other) {
+            return Some(action);
+        }
         if let Some(action) = self.question() {
             return Some(action);
         }
@@ -276,6 +284,9 @@ impl<'t, 'a> Flow<'t, 'a> {
     }
 
     fn converse(&mut self, said: Said) -> Option<Action> {
+        if let Some(action) = self.pending_step(said) {
+            return Some(action);
+        }
         let stage = self.stage;
         // Dialogue acts come first: "nah", "start over" or "thanks, bye" is never a detail.
         if said.is_bare()
@@ -753,12 +764,127 @@ impl<'t, 'a> Flow<'t, 'a> {
             return reply("Sorry, I can't cancel appointments here.");
         }
         match number {
-            Some(number) => Action::Call {
-                tool: "cancel_appointment",
-                arguments: json!({ "confirmation_number": number }),
-            },
+            Some(number) => self.verify("cancel", number, None),
             None => reply(ASK_CANCEL_NUMBER),
         }
+    }
+
+    /// The email address or phone number the customer gave for an appointment: in this
+    /// message, or as the contact of a booking made in this conversation.
+    fn contact_given(&self, number: &str) -> Option<String> {
+        let c = booking_nlu::parse_contact(self.turn.text);
+        let proven = self
+            .st
+            .proof
+            .as_ref()
+            .filter(|(n, _)| n == number)
+            .map(|(_, contact)| contact.clone());
+        c.email
+            .or(c.phone)
+            .or(proven)
+            .or_else(|| self.st.draft.email.clone())
+    }
+
+    /// Before a change or a look-up: find the appointment (with the customer's email or phone
+    /// number when it was booked elsewhere), then ask for their yes.
+    fn verify(&mut self, action: &str, number: String, start: Option<String>) -> Action {
+        let pending = PendingChange {
+            action: action.to_owned(),
+            contact: self.contact_given(&number),
+            number,
+            start,
+            asked: false,
+        };
+        if !self.turn.has_tool("get_appointment") && action != "show" {
+            // Nothing to look it up with: the change itself checks the number.
+            let question = self.confirm_question(&pending, None);
+            self.st.pending = Some(PendingChange {
+                asked: true,
+                ..pending
+            });
+            return reply(question);
+        }
+        let call = lookup(&pending);
+        self.st.pending = Some(pending);
+        call
+    }
+
+    fn confirm_question(&self, pending: &PendingChange, found: Option<&ToolOutput>) -> String {
+        let what = found.map_or_else(String::new, |out| {
+            let customer = out
+                .str("customer_name")
+                .map(|n| format!(" for {n}"))
+                .unwrap_or_default();
+            format!(" ({}{customer})", describe_appointment(out))
+        });
+        match pending.start.as_deref().and_then(parse_start) {
+            Some(start) if pending.action == "reschedule" => format!(
+                "{}{what} is to move to {}. {ASK_MOVE_YES}",
+                pending.number,
+                when(start)
+            ),
+            _ => format!(
+                "{}{what} is to be cancelled. {ASK_CANCEL_YES}",
+                pending.number
+            ),
+        }
+    }
+
+    /// The customer's answer while a change waits: their email or phone number, or yes/no.
+    /// Only right after we asked, so an old question never takes a later "yes".
+    fn pending_step(&mut self, said: Said) -> Option<Action> {
+        let pending = self.st.pending.clone()?;
+        let asked = self.turn.previous_reply();
+        let waiting_contact = !pending.asked && asked.ends_with(ASK_CONTACT_TAIL);
+        let waiting_yes =
+            pending.asked && (asked.ends_with(ASK_CANCEL_YES) || asked.ends_with(ASK_MOVE_YES));
+        if !(waiting_contact || waiting_yes) {
+            self.st.pending = None;
+            return None;
+        }
+        let said = match said {
+            Said::Other => self.said(),
+            other => other,
+        };
+        if matches!(said, Said::Deny | Said::CallOff) {
+            self.st.pending = None;
+            return Some(reply(format!(
+                "OK, I'll leave {} as it is. Is there anything else I can help with?",
+                pending.number
+            )));
+        }
+        if waiting_contact {
+            let c = booking_nlu::parse_contact(self.turn.text);
+            let contact = c.email.or(c.phone)?;
+            let pending = PendingChange {
+                contact: Some(contact),
+                ..pending
+            };
+            let call = lookup(&pending);
+            self.st.pending = Some(pending);
+            return Some(call);
+        }
+        if said != Said::Confirm {
+            return None;
+        }
+        self.st.pending = None;
+        let mut arguments = json!({ "confirmation_number": pending.number });
+        if let Value::Object(map) = &mut arguments {
+            if let Some(contact) = &pending.contact {
+                map.insert("customer_contact".into(), Value::String(contact.clone()));
+            }
+            if let Some(start) = &pending.start {
+                map.insert("start".into(), Value::String(start.clone()));
+            }
+        }
+        Some(Action::Call {
+            tool: if pending.action == "reschedule" {
+                "reschedule_appointment"
+            } else {
+                "cancel_appointment"
+            },
+            arguments,
+        })
     }
 
     fn reschedule(&mut self, number: Option<String>) -> Action {
@@ -798,10 +924,9 @@ impl<'t, 'a> Flow<'t, 'a> {
                         when(start)
                     ));
                 }
-                Action::Call {
-                    tool: "reschedule_appointment",
-                    arguments: json!({ "confirmation_number": number, "start": format_start(start) }),
-                }
+                self.stage = Stage::Idle;
+                self.st.draft.reschedule_of = None;
+                self.verify("reschedule", number, Some(format_start(start)))
             }
             (Some(d), None) => reply(format!("At what time on {}?", day(d))),
             (None, Some(t)) => reply(format!(
@@ -826,10 +951,7 @@ impl<'t, 'a> Flow<'t, 'a> {
             return reply("Sorry, I can't look up appointments here.");
         }
         match confirmation.or_else(|| self.st.last_confirmation.clone()) {
-            Some(number) => Action::Call {
-                tool: "get_appointment",
-                arguments: json!({ "confirmation_number": number }),
-            },
+            Some(number) => self.verify("show", number, None),
             None => reply(ASK_SHOW_NUMBER),
         }
     }
@@ -1068,8 +1190,42 @@ impl<'t, 'a> Flow<'t, 'a> {
 
     fn after_get(&mut self, out: &ToolOutput) -> Action {
         let number = self.number_of(out);
+        let pending = self.st.pending.take().filter(|p| p.number == number);
         if let Some(error) = out.error() {
-            return reply(format!("Sorry, I couldn't find {number}: {error}."));
+            return match pending {
+                // Not this conversation's: a returning customer proves it is theirs.
+                Some(p) if p.contact.is_none() => {
+                    let doing = match p.action.as_str() {
+                        "cancel" => "cancel it",
+                        "reschedule" => "move it",
+                        _ => "look it up",
+                    };
+                    self.st.pending = Some(p);
+                    reply(format!(
+                        "I can't find {number} in this conversation. To {doing} it, {ASK_CONTACT_TAIL}"
+                    ))
+                }
+                Some(_) => reply(format!(
+                    "Sorry, I couldn't find {number} with that email address or phone number. Please check both and try again."
+                )),
+                None => reply(format!("Sorry, I couldn't find {number}: {error}.")),
+            };
+        }
+        if let Some(contact) = pending.as_ref().and_then(|p| p.contact.clone()) {
+            // Proven: a move that fails for its time need not ask again.
+            self.st.proof = Some((number.clone(), contact));
+        }
+        if let Some(p) = pending.filter(|p| p.action != "show") {
+            self.st.last_confirmation = Some(number.clone());
+            if out.str("status") == Some("cancelled") {
+                return reply(format!(
+                    "{number} ({}) is already cancelled. Is there anything else I can help with?",
+                    describe_appointment(out)
+                ));
+            }
+            let question = self.confirm_question(&p, Some(out));
+            self.st.pending = Some(PendingChange { asked: true, ..p });
+            return reply(question);
         }
         self.st.last_confirmation = Some(number.clone());
         self.st.last_start = out.str("start").map(str::to_owned);
@@ -1220,6 +1376,18 @@ fn after_list_services(out: &ToolOutput) -> Action {
         "We offer {}. Which one would you like to book?",
         join(&described, "and")
     ))
+}
+
+/// `get_appointment` for a pending change, with the customer's contact when given.
+fn lookup(pending: &PendingChange) -> Action {
+    let mut arguments = json!({ "confirmation_number": pending.number });
+    if let (Some(contact), Value::Object(map)) = (&pending.contact, &mut arguments) {
+        map.insert("customer_contact".into(), Value::String(contact.clone()));
+    }
+    Action::Call {
+        tool: "get_appointment",
+        arguments,
+    }
 }
 
 fn parse_start(start: &str) -> Option<NaiveDateTime> {

@@ -94,6 +94,24 @@ pub struct BookingDraft {
     pub pending_time: Option<String>,
 }
 
+/// A change to an existing appointment waiting on the customer: the email address or phone
+/// number it was booked with (when it was booked in another conversation), or their yes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    /// `cancel`, `reschedule` or `show`.
+    pub action: String,
+    pub number: String,
+    /// The new start of a move (`YYYY-MM-DDTHH:MM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// The email address or phone number the customer gave to prove the booking is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// True once the appointment was found and the customer was asked to confirm.
+    #[serde(default)]
+    pub asked: bool,
+}
+
 /// The booking skill's entry in the conversation state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookingState {
@@ -109,6 +127,13 @@ pub struct BookingState {
     /// The service a question was last about ("how much is a follow-up?"), for "book me one".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// A cancellation, move or look-up waiting on the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
+    /// A confirmation number and the email address or phone number that proved it is the
+    /// customer's, so a move retried for another time does not ask again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<(String, String)>,
 }
 
 impl BookingState {

@@ -68,6 +68,9 @@ pub struct CreateArgs {
 pub struct ConfirmationArgs {
     /// The confirmation number, APPT-XXXXXX.
     pub confirmation_number: String,
+    /// The email address or phone number the appointment was booked with: needed for an
+    /// appointment booked in another conversation (a returning customer).
+    pub customer_contact: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -75,6 +78,9 @@ pub struct ConfirmationArgs {
 pub struct RescheduleArgs {
     /// The confirmation number, APPT-XXXXXX.
     pub confirmation_number: String,
+    /// The email address or phone number the appointment was booked with: needed for an
+    /// appointment booked in another conversation (a returning customer).
+    pub customer_contact: Option<String>,
     /// New local start, YYYY-MM-DDTHH:MM.
     pub start: String,
 }
@@ -343,22 +349,72 @@ fn scope<'a>(ctx: &'a ToolContext) -> AppointmentScope<'a> {
     }
 }
 
-/// The booking `c`, if this chat may act on it; otherwise the same error as an unknown number.
-async fn own_appointment(ctx: &ToolContext, c: &str) -> Result<Appointment, ToolError> {
-    Bookings(&ctx.store)
+/// The booking `c`, if this chat may act on it: its own, or one whose email address or phone
+/// number is `contact` (a returning customer, like an airline's booking reference plus
+/// surname). Otherwise the same error as an unknown number, so nothing is revealed.
+async fn own_appointment(
+    ctx: &ToolContext,
+    c: &str,
+    contact: Option<&str>,
+) -> Result<Appointment, ToolError> {
+    let bookings = Bookings(&ctx.store);
+    if let Some(appt) = bookings
         .get_appointment_scoped(&ctx.org.id, c, &scope(ctx))
         .await?
-        .ok_or_else(|| booking_error(BookingError::NotFound(c.to_owned())))
+    {
+        return Ok(appt);
+    }
+    if let Some(contact) = contact.map(str::trim).filter(|c| !c.is_empty()) {
+        if let Some(appt) = bookings.get_appointment(&ctx.org.id, c).await? {
+            if made_with(&appt, contact) {
+                return Ok(appt);
+            }
+        }
+    }
+    Err(booking_error(BookingError::NotFound(c.to_owned())))
+}
+
+/// Whether `contact` is the email address (any case) or the phone number the appointment was
+/// booked with. Phone numbers compare by their digits, leading zeros dropped: the same digits
+/// (at least seven), or one ending the other when a country or trunk prefix differs (at least
+/// nine): "+49 170 1234567", "0049 170 1234567" and "0170 1234567" are the same number.
+fn made_with(appt: &Appointment, contact: &str) -> bool {
+    if contact.contains('@') {
+        return appt.customer_email.trim().eq_ignore_ascii_case(contact);
+    }
+    let digits = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .trim_start_matches('0')
+            .to_owned()
+    };
+    let given = digits(contact);
+    appt.customer_phone.as_deref().is_some_and(|p| {
+        let booked = digits(p);
+        let (short, long) = if given.len() <= booked.len() {
+            (&given, &booked)
+        } else {
+            (&booked, &given)
+        };
+        if short.len() == long.len() {
+            short.len() >= 7 && short == long
+        } else {
+            // A country or trunk prefix more or less: the rest must be a whole number.
+            short.len() >= 9 && long.ends_with(short.as_str())
+        }
+    })
 }
 
 async fn get_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
-    Ok(appointment_json(&own_appointment(ctx, &c).await?, tz(ctx)))
+    let appt = own_appointment(ctx, &c, a.customer_contact.as_deref()).await?;
+    Ok(appointment_json(&appt, tz(ctx)))
 }
 
 async fn cancel_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
-    own_appointment(ctx, &c).await?;
+    own_appointment(ctx, &c, a.customer_contact.as_deref()).await?;
     let appt = Bookings(&ctx.store)
         .cancel_appointment(&ctx.org.id, &c, ctx.now)
         .await
@@ -369,7 +425,7 @@ async fn cancel_appointment(ctx: &ToolContext, a: ConfirmationArgs) -> ToolResul
 async fn reschedule_appointment(ctx: &ToolContext, a: RescheduleArgs) -> ToolResult {
     let c = normalise_confirmation(&a.confirmation_number);
     let tz = tz(ctx);
-    let current = own_appointment(ctx, &c).await?;
+    let current = own_appointment(ctx, &c, a.customer_contact.as_deref()).await?;
     let start = parse_local(&a.start, tz)?;
     let end = check_bookable(
         ctx,
@@ -396,6 +452,39 @@ mod tests {
                 .chars()
                 .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit())
         );
+    }
+
+    #[test]
+    fn a_returning_customer_is_known_by_email_or_phone() {
+        let now = Utc::now();
+        let appt = Appointment {
+            id: uuid::Uuid::nil(),
+            confirmation_number: "APPT-ABC234".into(),
+            service_id: "s".into(),
+            service_name: "S".into(),
+            start_at: now,
+            end_at: now,
+            customer_name: "Jo".into(),
+            customer_email: "Jo@Example.com".into(),
+            customer_phone: Some("+49 170 1234567".into()),
+            status: "booked".into(),
+            end_user: None,
+            conversation_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        for yes in [
+            "jo@example.com",
+            "JO@EXAMPLE.COM",
+            "0049 170 1234567",
+            "0170-1234567",
+            "+49 (170) 123 45 67",
+        ] {
+            assert!(made_with(&appt, yes), "{yes}");
+        }
+        for no in ["jo@example.org", "1234567", "0170 7654321", "", "Jo"] {
+            assert!(!made_with(&appt, no), "{no}");
+        }
     }
 
     #[test]
