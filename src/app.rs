@@ -143,7 +143,7 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
     tracing::info!(provider = agent.model.provider(), "model provider ready");
     let cors = CorsOrigins::new(&settings.cors_origins);
     cors.reload(&store).await;
-    let state = AppState {
+    let state = AppState::new(crate::state::Shared {
         webhooks: crate::webhooks::Worker::new(
             store.clone(),
             crate::webhooks::WebhookSettings::from_settings(&settings),
@@ -164,7 +164,7 @@ pub async fn build_app_with_store(settings: Settings, store: Store, model: Optio
         admin_digest,
         shutdown: CancellationToken::new(),
         tasks,
-    };
+    });
     // The mailbox (issue 12) is a slice, not a skill, but its routes join the tenant API the
     // same way.
     let mut routes = crate::skills::routes();

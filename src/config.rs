@@ -43,6 +43,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which responses get an access-log line (`ACCESS_LOG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLog {
+    /// Every response, at info.
+    All,
+    /// Responses slower than ACCESS_LOG_SLOW_MS, at info (5xx are always logged with their
+    /// cause by the problem renderer, 4xx at debug).
+    Slow,
+    /// None.
+    Off,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LlmProvider {
     /// The built-in deterministic model: no network, no key.
@@ -101,6 +113,20 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
+
+    /// Which responses get an access-log line: all, slow (slower than ACCESS_LOG_SLOW_MS) or
+    /// off. A line per request costs more CPU than a chat turn's own work on a busy server.
+    #[arg(long, env = "ACCESS_LOG", value_enum, default_value_t = AccessLog::Slow, global = true)]
+    pub access_log: AccessLog,
+
+    /// With ACCESS_LOG=slow: responses that took longer than this many milliseconds to start.
+    #[arg(
+        long,
+        env = "ACCESS_LOG_SLOW_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub access_log_slow_ms: u64,
 
     /// Browser origins allowed for every organisation (comma-separated); orgs add their own.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
@@ -368,6 +394,8 @@ impl Settings {
             jwt_secret: None,
             jwt_max_ttl_seconds: 86_400,
             log_format: LogFormat::Pretty,
+            access_log: AccessLog::Slow,
+            access_log_slow_ms: 1000,
             cors_origins: Vec::new(),
             request_timeout_seconds: 120,
             header_read_timeout_seconds: 10,

@@ -41,7 +41,7 @@ pub struct ModelRequest {
     /// System prompt first, then the conversation window, then this turn's messages so far
     /// (the user's message, and any tool calls and results of earlier steps of this turn).
     pub messages: Vec<ChatMessage>,
-    pub tools: Vec<ToolSpec>,
+    pub tools: Vec<std::sync::Arc<ToolSpec>>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     /// The conversation state from the latest checkpoint (updated within the turn).

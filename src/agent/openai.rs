@@ -552,7 +552,7 @@ fn wire_request(req: &ModelRequest, model: &str, stream: bool) -> CreateChatComp
         model: model.to_owned(),
         messages: req.messages.iter().map(wire_message).collect(),
         // OpenAI rejects `"tools": []`; leave the field out instead.
-        tools: (!req.tools.is_empty()).then(|| req.tools.iter().map(wire_tool).collect()),
+        tools: (!req.tools.is_empty()).then(|| req.tools.iter().map(|s| wire_tool(s)).collect()),
         temperature: req.temperature,
         // OpenAI still honours `max_tokens` for its chat models (its reasoning models want
         // `max_completion_tokens`: leave `max_tokens` unset for them); Ollama, llama.cpp and
@@ -1614,11 +1614,11 @@ mod tests {
             "required": [],
             "additionalProperties": false
         });
-        req.tools = vec![ToolSpec {
+        req.tools = vec![Arc::new(ToolSpec {
             name: "list_services".to_owned(),
             description: "List the services on offer.".to_owned(),
             parameters: schema.clone(),
-        }];
+        })];
 
         mock.model().complete(&req).await.unwrap();
 

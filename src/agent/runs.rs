@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::conversation::{Run, RunStatus};
 use crate::domain::turn::TurnEvent;
@@ -49,6 +50,8 @@ pub struct RunLog {
     state: Mutex<LogState>,
     /// (events so far, run over); readers wait on changes.
     notify: watch::Sender<(u64, bool)>,
+    /// Cancelled by `POST /runs/{id}/cancel`; the turn stops at its next safe point.
+    cancel: CancellationToken,
 }
 
 /// A snapshot of a run for `GET /runs/{id}`.
@@ -104,7 +107,24 @@ impl RunLog {
                 finished_at: Some(run.finished_at),
             }),
             notify,
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Asks the run to stop at its next safe point (see the turn loop).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// What the turn watches for [`Self::cancel`].
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Waits until the run is over.
+    pub async fn wait_over(&self) {
+        let mut rx = self.notify.subscribe();
+        let _ = rx.wait_for(|(_, over)| *over).await;
     }
 
     /// Every event so far.
@@ -126,6 +146,7 @@ impl RunLog {
         let mut st = self.lock();
         st.status = match event {
             TurnEvent::Done { .. } => RunStatus::Completed,
+            TurnEvent::Cancelled {} => RunStatus::Cancelled,
             _ => RunStatus::Failed,
         };
         st.finished_at = Some(crate::domain::now());
@@ -217,6 +238,7 @@ impl RunHub {
                 finished_at: None,
             }),
             notify,
+            cancel: CancellationToken::new(),
         });
         self.lock().insert(run_id, Arc::clone(&log));
         log

@@ -96,7 +96,7 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
 /// One registered tool with its spec, built once (JSON schemas are not cheap to derive).
 struct Registered {
     tool: Arc<dyn Tool>,
-    spec: ToolSpec,
+    spec: Arc<ToolSpec>,
 }
 
 /// Every registered tool, by name; cheap to clone.
@@ -111,11 +111,11 @@ impl ToolRegistry {
     pub fn new(tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
         let mut map = HashMap::new();
         for tool in tools {
-            let spec = ToolSpec {
+            let spec = Arc::new(ToolSpec {
                 name: tool.name().to_owned(),
                 description: tool.description().to_owned(),
                 parameters: tool.parameters(),
-            };
+            });
             map.entry(tool.name()).or_insert(Registered { tool, spec });
         }
         Self {
@@ -131,11 +131,12 @@ impl ToolRegistry {
     }
 
     /// Specs of the tools `enabled` names, in that order.
-    pub fn specs(&self, enabled: &[String]) -> Vec<ToolSpec> {
+    /// Shared, not copied: a turn passes them to every model call.
+    pub fn specs(&self, enabled: &[String]) -> Vec<Arc<ToolSpec>> {
         enabled
             .iter()
             .filter_map(|n| self.tools.get(n.as_str()))
-            .map(|r| r.spec.clone())
+            .map(|r| Arc::clone(&r.spec))
             .collect()
     }
 

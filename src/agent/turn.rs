@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Agent;
@@ -100,6 +101,8 @@ pub enum TurnError {
     Crashed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the run was cancelled")]
+    Cancelled,
 }
 
 impl TurnError {
@@ -113,6 +116,7 @@ impl TurnError {
             Self::Timeout(_) | Self::Model(ModelError::Timeout) => FailureCode::AgentTimeout,
             Self::Model(_) => FailureCode::LlmUpstreamError,
             Self::Crashed(_) | Self::Store(_) => FailureCode::InternalError,
+            Self::Cancelled => FailureCode::RunCancelled,
         }
     }
 }
@@ -323,7 +327,11 @@ impl Agent {
         let failed = RunRecord {
             id: run_id,
             conversation_id: conv.id,
-            status: RunStatus::Failed,
+            status: if matches!(failure, TurnError::Cancelled) {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Failed
+            },
             model: None,
             steps: 0,
             usage: Usage::default(),
@@ -386,8 +394,17 @@ impl Agent {
         let specs = self.skills.tools().specs(&org.settings.enabled_tools);
         let model_cfg = &org.settings.model;
 
+        // Cancellation (`POST /runs/{id}/cancel`) stops the turn at a safe point: before a
+        // model call, while waiting for the model, or before a step's tools start. Tools that
+        // have started finish (each is its own task, recorded once), then the turn stops;
+        // nothing of it is committed.
+        let cancel = req.events.as_ref().map(|log| log.cancellation().clone());
+        let cancelled = || cancel.as_ref().is_some_and(CancellationToken::is_cancelled);
         let mut step: i64 = 0;
         let reply = loop {
+            if cancelled() {
+                return Err(TurnError::Cancelled);
+            }
             step += 1;
             let request = ModelRequest {
                 model: model_cfg
@@ -401,16 +418,19 @@ impl Agent {
                 state: state.clone(),
                 context: context.clone(),
             };
-            let response = match &req.events {
-                Some(log) => {
+            let response = match (&req.events, &cancel) {
+                (Some(log), Some(cancel)) => {
                     let mut sink = |delta: &str| {
                         log.push(TurnEvent::Chunk {
                             chunk: delta.to_owned(),
                         });
                     };
-                    self.model.complete_streaming(&request, &mut sink).await?
+                    tokio::select! {
+                        response = self.model.complete_streaming(&request, &mut sink) => response?,
+                        () = cancel.cancelled() => return Err(TurnError::Cancelled),
+                    }
                 }
-                None => self.model.complete(&request).await?,
+                _ => self.model.complete(&request).await?,
             };
             usage.add(response.usage);
             model_name.clone_from(&response.model);
@@ -444,6 +464,9 @@ impl Agent {
                 break msg.content;
             }
 
+            if cancelled() {
+                return Err(TurnError::Cancelled);
+            }
             let mut call_msg = ChatMessage::assistant(response.content);
             call_msg.tool_calls.clone_from(&tool_calls);
             produced_messages.push(new_message(
@@ -572,8 +595,11 @@ pub(super) fn done_event(outcome: &TurnOutcome) -> TurnEvent {
 
 /// The final event of a run that failed.
 pub(super) fn error_event(e: &TurnError) -> TurnEvent {
-    TurnEvent::Error {
-        error: RunFailure { code: e.code() },
+    match e {
+        TurnError::Cancelled => TurnEvent::Cancelled {},
+        e => TurnEvent::Error {
+            error: RunFailure { code: e.code() },
+        },
     }
 }
 

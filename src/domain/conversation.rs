@@ -172,6 +172,8 @@ pub enum RunStatus {
     Running,
     Completed,
     Failed,
+    /// Stopped by `POST /api/v1/runs/{id}/cancel`: nothing of the turn was stored.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -180,6 +182,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -192,6 +195,7 @@ impl TryFrom<String> for RunStatus {
             "running" => Ok(Self::Running),
             "completed" => Ok(Self::Completed),
             "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
             _ => Err(invalid(format!("unknown run status {raw:?}"))),
         }
     }

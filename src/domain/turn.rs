@@ -87,6 +87,7 @@ pub enum FailureCode {
     AgentTimeout,
     LlmUpstreamError,
     InternalError,
+    RunCancelled,
 }
 
 impl FailureCode {
@@ -99,6 +100,7 @@ impl FailureCode {
             Self::AgentTimeout => "AGENT_TIMEOUT",
             Self::LlmUpstreamError => "LLM_UPSTREAM_ERROR",
             Self::InternalError => "INTERNAL_ERROR",
+            Self::RunCancelled => "RUN_CANCELLED",
         }
     }
 }
@@ -153,6 +155,9 @@ pub enum TurnEvent {
     /// The last event of a run that failed; rendered as `error`: the problem+json a plain
     /// request would have answered.
     Error { error: RunFailure },
+    /// The last event of a run cancelled by `POST /api/v1/runs/{id}/cancel`: the turn
+    /// stopped at a safe point and stored no messages.
+    Cancelled {},
 }
 
 impl TurnEvent {
@@ -165,12 +170,16 @@ impl TurnEvent {
             Self::ToolResult { .. } => "tool_result",
             Self::Done { .. } => "done",
             Self::Error { .. } => "error",
+            Self::Cancelled {} => "cancelled",
         }
     }
 
     /// True for the run's last event.
     pub fn is_final(&self) -> bool {
-        matches!(self, Self::Done { .. } | Self::Error { .. })
+        matches!(
+            self,
+            Self::Done { .. } | Self::Error { .. } | Self::Cancelled {}
+        )
     }
 }
 

@@ -160,6 +160,10 @@ pub enum ApiError {
     LlmUpstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("agent timed out")]
     AgentTimeout,
+    #[error("the run was cancelled")]
+    RunCancelled,
+    #[error("the run has already finished: {0}")]
+    RunFinished(&'static str),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
     #[error("payload too large")]
@@ -248,6 +252,18 @@ impl ApiError {
                 p.current_version = Some(*current_version);
                 p
             }
+            Self::RunCancelled => Problem::new(
+                S::CONFLICT,
+                "RUN_CANCELLED",
+                "Run cancelled",
+                "The run was cancelled before it finished; nothing of it was stored.",
+            ),
+            Self::RunFinished(status) => Problem::new(
+                S::CONFLICT,
+                "RUN_FINISHED",
+                "Run already finished",
+                format!("The run has already finished ({status}); there is nothing to cancel."),
+            ),
             Self::TurnInProgress => Problem::new(
                 S::CONFLICT,
                 "TURN_IN_PROGRESS",
@@ -341,6 +357,7 @@ impl From<TurnError> for ApiError {
             TurnError::Timeout(_) | TurnError::Model(ModelError::Timeout) => Self::AgentTimeout,
             TurnError::Model(e) => Self::LlmUpstream(Box::new(e)),
             TurnError::Store(e) => e.into(),
+            TurnError::Cancelled => Self::RunCancelled,
             e @ TurnError::Crashed(_) => Self::internal(e),
         }
     }
@@ -403,6 +420,7 @@ impl ApiError {
             FailureCode::AgentTimeout => Self::AgentTimeout,
             FailureCode::LlmUpstreamError => Self::LlmUpstream("the model provider failed".into()),
             FailureCode::InternalError => Self::Internal("the turn failed".into()),
+            FailureCode::RunCancelled => Self::RunCancelled,
         }
     }
 }

@@ -28,15 +28,13 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower::ServiceBuilder;
-use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -151,7 +149,7 @@ pub fn layers(app: Router, state: &AppState) -> Router {
                 let id = req.extensions().get::<RequestId>().map_or("", |r| r.0.as_str());
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
             })
-            .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)))
+            .on_response(access_log(&state.settings)))
             .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
             .layer(CompressionLayer::new())
             .layer(cors)
@@ -197,4 +195,29 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
         })
         .inc();
     res
+}
+
+/// The access log (`ACCESS_LOG`): a line per response, or only for slow ones, or none. The
+/// problem renderer logs 5xx (with their cause) and 4xx (at debug) whatever this says.
+fn access_log<B>(
+    settings: &crate::config::Settings,
+) -> impl Fn(&axum::http::Response<B>, Duration, &tracing::Span) + Clone + use<B> {
+    use crate::config::AccessLog;
+    let mode = settings.access_log;
+    let slow = Duration::from_millis(settings.access_log_slow_ms);
+    move |res, latency, _span| {
+        let log = match mode {
+            AccessLog::All => true,
+            AccessLog::Slow => latency >= slow,
+            AccessLog::Off => false,
+        };
+        if log {
+            let latency_ms = latency.as_secs_f64() * 1000.0;
+            tracing::info!(
+                status = res.status().as_u16(),
+                latency_ms,
+                "finished processing request"
+            );
+        }
+    }
 }

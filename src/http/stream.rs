@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -42,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_message_stream))
         .routes(routes!(get_run_stream))
         .routes(routes!(get_run))
+        .routes(routes!(cancel_run))
 }
 
 /// Lifetime of a stream token (for `EventSource` reconnects).
@@ -393,12 +394,56 @@ async fn get_run(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunView>, ApiError> {
     let run_id: RunId = path_id("id", &id)?;
-    let log = visible_run(&state, &principal, run_id)?;
+    run_view(&state, &principal, run_id).await.map(axum::Json)
+}
+
+/// How long `POST /runs/{id}/cancel` waits for the run to stop before answering 202.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Cancel a streamed run: the model call in progress is abandoned, no further model call or
+/// tool starts, and the run ends with a `cancelled` event; none of the turn's messages are
+/// stored. A tool already running finishes first (its effect, like any tool's, happens once).
+/// Answers when the run has stopped (200), or after 5 s with the run still stopping (202).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "chat", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Run id (X-Run-ID)")),
+    responses(
+        (status = 200, description = "The run, stopped: status `cancelled`", body = RunView),
+        (status = 202, description = "Cancellation requested; the run is still stopping (a tool call is finishing): status `running`", body = RunView),
+        (status = 404, description = "No such run, or it is not running on this instance", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "RUN_FINISHED: the run had already completed or failed", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_run(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<RunView>), ApiError> {
+    let run_id: RunId = path_id("id", &id)?;
+    if let Some(log) = visible_run(&state, &principal, run_id)? {
+        log.cancel();
+        // The turn notices at its next safe point; the run record is written before the log
+        // is marked over, so the view below reads the final status.
+        let _ = tokio::time::timeout(CANCEL_WAIT, log.wait_over()).await;
+    }
+    let view = run_view(&state, &principal, run_id).await?;
+    match view.status {
+        RunStatus::Cancelled => Ok((StatusCode::OK, axum::Json(view))),
+        RunStatus::Running => Ok((StatusCode::ACCEPTED, axum::Json(view))),
+        done => Err(ApiError::RunFinished(done.as_str())),
+    }
+}
+
+/// A run's status: from the live log while it streams, from the database afterwards.
+async fn run_view(
+    state: &AppState,
+    principal: &Principal,
+    run_id: RunId,
+) -> Result<RunView, ApiError> {
+    let log = visible_run(state, principal, run_id)?;
     let stored = state.store.get_run(principal.org_id(), run_id).await?;
     let mut last_event = None;
     if let Some(run) = &stored {
         // End users see only runs of their own conversations.
-        run_conversation(&state, &principal, run_id, run.conversation_id).await?;
+        run_conversation(state, principal, run_id, run.conversation_id).await?;
         if log.is_none() {
             last_event = state
                 .store
@@ -427,7 +472,7 @@ async fn get_run(
             })
         });
     match (stored, log, snapshot) {
-        (Some(run), _, _) => Ok(axum::Json(RunView {
+        (Some(run), _, _) => Ok(RunView {
             run_id,
             conversation_id: run.conversation_id,
             status: run.status,
@@ -440,8 +485,8 @@ async fn get_run(
                 .error
                 .map(|e| e.split(':').next().unwrap_or_default().to_owned()),
             result,
-        })),
-        (None, Some(log), Some(snap)) => Ok(axum::Json(RunView {
+        }),
+        (None, Some(log), Some(snap)) => Ok(RunView {
             run_id,
             conversation_id: log.conversation_id,
             status: snap.status,
@@ -452,7 +497,7 @@ async fn get_run(
             total_tokens: None,
             error: None,
             result,
-        })),
+        }),
         _ => Err(ApiError::NotFound(format!("no run {run_id}"))),
     }
 }

@@ -192,10 +192,12 @@ impl Chat {
             tools: self
                 .tools
                 .iter()
-                .map(|name| ToolSpec {
-                    name: name.clone(),
-                    description: String::new(),
-                    parameters: json!({ "type": "object" }),
+                .map(|name| {
+                    std::sync::Arc::new(ToolSpec {
+                        name: name.clone(),
+                        description: String::new(),
+                        parameters: json!({ "type": "object" }),
+                    })
                 })
                 .collect(),
             temperature: None,

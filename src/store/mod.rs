@@ -137,13 +137,17 @@ impl Store {
             }
             // Writers queue for the one connection rather than fail: every write waits its
             // turn on SQLite anyway, and a queue of short statements drains fast.
+            // No ping before handing out a connection (sqlx's default): an in-process database
+            // does not go stale, and the ping is a hop to the connection's worker thread.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts.clone())
                 .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await?;
@@ -153,8 +157,15 @@ impl Store {
                 PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
             // Lazy: connections are made on use, so a database that goes away later makes
             // /health/ready answer 503 instead of taking the process down.
+            //
+            // No ping before each use (sqlx's default test_before_acquire): it was one extra
+            // round trip per statement on the turn path (issue 9.2). A connection that died
+            // with the server fails its next statement instead; sqlx then drops it, the
+            // request answers 503, and the next one gets a fresh connection (the fault suite
+            // checks recovery after an outage).
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(3))
                 .connect_lazy_with(opts);
             Ok(Self::Postgres(pool))

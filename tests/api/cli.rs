@@ -204,6 +204,7 @@ fn json_logs_carry_the_request_id() {
     let (_server, rx) = start(
         agentd(dir.path())
             .env("LOG_FORMAT", "json")
+            .env("ACCESS_LOG", "all")
             .env("BOOTSTRAP_DEMO", "false"),
     );
     let line = wait_for(&rx, |l| l.contains("listening"));
@@ -213,6 +214,32 @@ fn json_logs_carry_the_request_id() {
     let line = wait_for(&rx, |l| l.contains("log-me-123"));
     let entry: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(entry["span"]["request_id"], "log-me-123", "{entry}");
+    assert_eq!(entry["status"], 200, "{entry}");
+    assert!(entry["latency_ms"].is_number(), "{entry}");
+}
+
+#[test]
+fn by_default_only_slow_responses_are_access_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, rx) = start(
+        agentd(dir.path())
+            .env("LOG_FORMAT", "json")
+            .env("BOOTSTRAP_DEMO", "false"),
+    );
+    let line = wait_for(&rx, |l| l.contains("listening"));
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let addr = started["addr"].as_str().unwrap().to_owned();
+    let _ = reqwest::blocking_status(&format!("http://{addr}/health"), "quiet-1");
+    // Nothing about that fast request within a second (the server logs as it answers).
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if let Ok(line) = rx.recv_timeout(left) {
+            assert!(
+                !line.contains("quiet-1"),
+                "a fast response was logged: {line}"
+            );
+        }
+    }
 }
 
 #[test]

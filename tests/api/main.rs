@@ -13,6 +13,7 @@ mod admin_orgs;
 mod agent;
 mod api_keys;
 mod architecture;
+mod cancel;
 mod cli;
 mod connections;
 mod conversations;

@@ -140,6 +140,6 @@ backend_test! {
         let names: Vec<&str> = events.as_array().unwrap().iter()
             .map(|v| v["properties"]["event"]["enum"][0].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["state", "chunk", "tool_call", "tool_result", "done", "error"]);
+        assert_eq!(names, ["state", "chunk", "tool_call", "tool_result", "done", "error", "cancelled"]);
     }
 }
