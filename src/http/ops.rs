@@ -1,4 +1,5 @@
-//! Public operational endpoints: `/`, `/health`, `/health/ready`, `/metrics`. Never rate limited.
+//! Public operational endpoints: `/`, `/health`, `/health/ready`, `/metrics`, and the
+//! seed-compatible `/api/v1/health` and `/api/v1/health/ready` (issue 12.9). Never rate limited.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -17,6 +18,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_health))
         .routes(routes!(get_ready))
         .routes(routes!(get_metrics))
+        .routes(routes!(get_api_health))
+        .routes(routes!(get_api_ready))
 }
 
 /// Links from the root document.
@@ -105,4 +108,56 @@ async fn get_metrics(State(state): State<AppState>) -> Result<Response, ApiError
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(res)
+}
+
+/// Liveness as the mailbox's seed API reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiHealth {
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    #[schema(example = "0.1.0")]
+    pub version: &'static str,
+}
+
+/// Readiness as the mailbox's seed API reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiReadiness {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    #[schema(example = "0.1.0")]
+    pub version: &'static str,
+    /// `connected` (when it is not, the answer is 503).
+    #[schema(example = "connected")]
+    pub database: &'static str,
+}
+
+/// Liveness, in the seed API's shape (`status`, `timestamp`, `version`); the same check as
+/// `/health`.
+#[utoipa::path(get, path = "/api/v1/health", tag = "ops", responses((status = 200, description = "Alive", body = ApiHealth)))]
+async fn get_api_health() -> axum::Json<ApiHealth> {
+    axum::Json(ApiHealth {
+        status: "healthy",
+        timestamp: crate::domain::now(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Readiness, in the seed API's shape: the database answers (`database: connected`); 503
+/// `SERVICE_UNAVAILABLE` while it does not. The same check as `/health/ready`.
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "ops", responses(
+    (status = 200, description = "Ready", body = ApiReadiness),
+    (status = 503, description = "The database is unreachable", body = Problem, content_type = "application/problem+json"),
+))]
+async fn get_api_ready(
+    State(state): State<AppState>,
+) -> Result<axum::Json<ApiReadiness>, ApiError> {
+    let _ready = get_ready(State(state)).await?;
+    Ok(axum::Json(ApiReadiness {
+        status: "ready",
+        timestamp: crate::domain::now(),
+        version: env!("CARGO_PKG_VERSION"),
+        database: "connected",
+    }))
 }

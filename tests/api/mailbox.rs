@@ -837,3 +837,25 @@ backend_test! {
         assert_eq!(statuses, [StatusCode::CREATED; 4].into_iter().chain([StatusCode::TOO_MANY_REQUESTS]).collect::<Vec<_>>());
     }
 }
+
+backend_test! {
+    async fn seed_compatible_health_answers_with_status_timestamp_and_version_and_503_without_a_database(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let res = app.get("/api/v1/health").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!((body["status"].as_str(), body["version"].as_str()), (Some("healthy"), Some(env!("CARGO_PKG_VERSION"))));
+        assert!(chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).is_ok());
+        let res = app.get("/api/v1/health/ready").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!((body["status"].as_str(), body["database"].as_str()), (Some("ready"), Some("connected")));
+        assert!(body["timestamp"].is_string() && body["version"].is_string());
+
+        // The database goes away: readiness is 503, liveness is not.
+        app.state.store.close().await;
+        let (status, p) = problem(app.get("/api/v1/health/ready").send().await.unwrap()).await;
+        assert_eq!((status, p["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("SERVICE_UNAVAILABLE")));
+        assert_eq!(app.get("/api/v1/health").send().await.unwrap().status(), StatusCode::OK);
+    }
+}
