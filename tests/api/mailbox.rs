@@ -565,7 +565,7 @@ backend_test! {
         let (_, md) = get_json(&app, planner, &format!("/api/v1/threads/{thread}/metadata")).await;
         assert_eq!(md["metadata"], json!({"ticket": "T-1042", "priority": {"level": 2, "tags": ["vip"]}}));
         let (status, one) = get_json(&app, billing, &format!("/api/v1/threads/{thread}/metadata/ticket")).await;
-        assert_eq!((status, one), (StatusCode::OK, json!({"key": "ticket", "value": "T-1042"})));
+        assert_eq!((status, one), (StatusCode::OK, json!({"id": "ticket", "key": "ticket", "value": "T-1042"})));
         // null removes a key.
         put(planner, json!({"key": "ticket", "value": null})).await.unwrap();
         let res = as_agent(&app, Method::GET, &format!("/api/v1/threads/{thread}/metadata/ticket"), planner).send().await.unwrap();
