@@ -100,6 +100,9 @@ pub struct RunHandle {
     pub conversation_id: ConversationId,
     /// The events, for [`Delivery::Stream`].
     pub log: Option<Arc<RunLog>>,
+    /// A streamed turn whose Idempotency-Key already has a stored reply: the stream replays
+    /// it (known before the stream starts, so it can be a response header).
+    pub replayed: bool,
     outcome: oneshot::Receiver<Result<TurnOutcome, TurnError>>,
 }
 
@@ -164,9 +167,12 @@ impl Agent {
     ) -> Result<RunHandle, TurnError> {
         let run_id = RunId::new();
         let conversation_id = req.target.id();
-        let log = match delivery {
-            Delivery::Reply => None,
-            Delivery::Stream => Some(self.open_stream(&req, run_id).await?),
+        let (log, replayed) = match delivery {
+            Delivery::Reply => (None, false),
+            Delivery::Stream => {
+                let (log, replayed) = self.open_stream(&req, run_id).await?;
+                (Some(log), replayed)
+            }
         };
         let turn = turn::Turn {
             org: req.org,
@@ -197,17 +203,18 @@ impl Agent {
             run_id,
             conversation_id,
             log,
+            replayed,
             outcome: rx,
         })
     }
 
     /// Resolves a streamed turn's conversation, refuses a reused Idempotency-Key, and opens
-    /// the run's log with its first event.
+    /// the run's log with its first event; true when the key has a stored reply to replay.
     async fn open_stream(
         &self,
         req: &TurnRequest,
         run_id: RunId,
-    ) -> Result<Arc<RunLog>, TurnError> {
+    ) -> Result<(Arc<RunLog>, bool), TurnError> {
         let caller = Caller {
             org: &req.org.id,
             end_user: req.end_user.as_ref(),
@@ -218,9 +225,10 @@ impl Agent {
             }
             Target::Conversation(id) => conversations::visible(&self.store, caller, id).await?,
         };
-        if let Some(idem) = &req.idempotency {
-            self.replay(&req.org, idem).await?;
-        }
+        let replayed = match &req.idempotency {
+            Some(idem) => self.replay(&req.org, idem).await?.is_some(),
+            None => false,
+        };
         let log = self
             .runs
             .start(run_id, req.org.id.clone(), req.end_user.clone(), conv.id);
@@ -228,7 +236,7 @@ impl Agent {
             session_id: Some(conv.id),
             current_state: conv.state.0.stage.clone(),
         });
-        Ok(log)
+        Ok((log, replayed))
     }
 }
 

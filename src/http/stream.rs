@@ -198,7 +198,14 @@ async fn start_streamed_turn(
         instance,
         stream_token: Some(token),
     };
-    Ok(sse_response(state, log, writer, 0))
+    let mut res = sse_response(state, log, writer, 0);
+    if handle.replayed {
+        res.headers_mut().insert(
+            super::chat::IDEMPOTENCY_REPLAYED,
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(res)
 }
 
 /// `POST /api/v1/chat` as Server-Sent Events: the reply streams as it is written. Same body,
@@ -211,7 +218,8 @@ async fn start_streamed_turn(
     responses(
         (status = 200, description = "Server-Sent Events: `event:` is the event name and `data:` the event as JSON (schema TurnEvent, plus `chunk`, `done` and `run_id`; the first also `stream_token`). X-Run-ID names the run",
             content_type = "text/event-stream", body = String,
-            headers(("X-Run-ID" = Uuid, description = "The run, for GET /api/v1/runs/{run_id}/stream"))),
+            headers(("X-Run-ID" = Uuid, description = "The run, for GET /api/v1/runs/{run_id}/stream"),
+                ("Idempotency-Replayed" = String, description = "`true` when the stream replays the stored reply to a reused Idempotency-Key; absent otherwise"))),
         (status = 403, description = "org_id is not yours (ORG_MISMATCH)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn post_chat_stream(
@@ -233,7 +241,8 @@ async fn post_chat_stream(
     request_body = NewMessage,
     responses(
         (status = 200, description = "Server-Sent Events, as for /api/v1/chat/stream (schema TurnEvent)", content_type = "text/event-stream", body = String,
-            headers(("X-Run-ID" = Uuid, description = "The run"))),
+            headers(("X-Run-ID" = Uuid, description = "The run"),
+                ("Idempotency-Replayed" = String, description = "`true` when the stream replays the stored reply to a reused Idempotency-Key; absent otherwise"))),
         (status = 404, description = "No such conversation", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn post_message_stream(

@@ -143,8 +143,22 @@ backend_test! {
         assert!(one.headers().get("idempotency-replayed").is_none());
         let two = post().await.unwrap();
         assert_eq!((two.status(), two.headers()["idempotency-replayed"].to_str().unwrap()), (StatusCode::CREATED, "true"));
+
+        // And on a streamed message: the stream replays the stored reply.
+        let stream = || app.post("/api/v1/chat/stream").header("X-API-Key", &key).header("Idempotency-Key", "order-42")
+            .json(&json!({"message": "Hello", "session_id": session, "org_id": "clinic"})).send();
+        let replay = stream().await.unwrap();
+        assert_eq!(replay.headers()["idempotency-replayed"], "true");
+        assert!(replay.text().await.unwrap().contains("First answer."));
+        let fresh = app.post("/api/v1/chat/stream").header("X-API-Key", &key).header("Idempotency-Key", "order-43")
+            .json(&json!({"message": "Hello again", "session_id": session, "org_id": "clinic"})).send().await.unwrap();
+        assert!(fresh.headers().get("idempotency-replayed").is_none());
+        let _ = fresh.text().await;
+
         let spec: Value = app.get("/openapi.json").send().await.unwrap().json().await.unwrap();
-        assert!(spec["paths"]["/api/v1/chat"]["post"]["responses"]["200"]["headers"].get("Idempotency-Replayed").is_some());
+        for path in ["/api/v1/chat", "/api/v1/chat/stream", "/api/v1/conversations/{id}/messages/stream"] {
+            assert!(spec["paths"][path]["post"]["responses"]["200"]["headers"].get("Idempotency-Replayed").is_some(), "{path}");
+        }
     }
 }
 
