@@ -22,6 +22,7 @@ mod credentials;
 mod dialogue;
 mod errors;
 mod faults;
+mod generated_client;
 mod layers;
 mod mailbox;
 mod migrations;
