@@ -136,3 +136,22 @@ impl Usage {
         self.total_tokens += other.total_tokens;
     }
 }
+
+/// The OpenAPI schema of a free-form JSON object (a tool call's arguments, a thread's
+/// metadata), named once in the components: client generators then make one model for it
+/// instead of one per place, whose names collided (openapi-python-client dropped the models
+/// that held them).
+pub struct JsonObject;
+
+impl utoipa::PartialSchema for JsonObject {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some("A JSON object."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JsonObject {}

@@ -21,7 +21,7 @@ pub struct ToolCallRecord {
     pub name: String,
     /// The arguments as parsed JSON (or the raw text, as a string, when they were not JSON):
     /// the same type wherever a tool call is shown.
-    #[schema(value_type = Object, example = json!({"service_id": "general-consultation", "start": "2026-12-03T14:00:00+01:00"}))]
+    #[schema(value_type = super::chat::JsonObject, example = json!({"service_id": "general-consultation", "start": "2026-12-03T14:00:00+01:00"}))]
     pub arguments: Value,
     /// The tool's JSON result, or `{"error": "…"}`.
     pub result: Value,
@@ -148,7 +148,7 @@ pub enum TurnEvent {
         #[schema(example = "check_availability")]
         name: String,
         /// Parsed JSON, as in `/chat`'s `metadata.tool_calls`.
-        #[schema(value_type = Object)]
+        #[schema(value_type = super::chat::JsonObject)]
         arguments: Value,
     },
     /// The tool's result (or `{"error": …}`).

@@ -69,7 +69,7 @@ pub struct ToolCallView {
     pub name: String,
     /// The arguments as parsed JSON (or the raw text, as a string, when the model wrote
     /// something that is not JSON).
-    #[schema(value_type = Object, example = json!({"service_id": "general-consultation", "date": "2026-12-03"}))]
+    #[schema(value_type = crate::domain::chat::JsonObject, example = json!({"service_id": "general-consultation", "date": "2026-12-03"}))]
     pub arguments: serde_json::Value,
 }
 

@@ -49,7 +49,7 @@ pub struct Thread {
     pub last_message_at: DateTime<Utc>,
     pub message_count: i64,
     /// Key → JSON value, shared by the participants.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::domain::chat::JsonObject)]
     pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
     /// Whether the caller archived it (archiving is per participant).
     pub archived: bool,
