@@ -62,7 +62,12 @@ pub async fn build_app_with_model(
     model: Option<Model>,
 ) -> Result<App, StartError> {
     settings.validate().map_err(StartError::Config)?;
-    let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
+    let store = Store::connect_with(
+        &settings.database_url,
+        settings.database_max_connections,
+        std::time::Duration::from_secs(settings.database_acquire_timeout_seconds),
+    )
+    .await?;
     wait_for_database(&store).await?;
     store.migrate().await?;
     let app = build_app_with_store(settings, store, model).await;

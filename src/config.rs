@@ -93,6 +93,16 @@ pub struct Settings {
     )]
     pub database_max_connections: u32,
 
+    /// PostgreSQL: seconds a request waits for a pooled connection (all busy, or the
+    /// database unreachable) before it answers 503. Short, so an outage fails fast.
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub database_acquire_timeout_seconds: u64,
+
     /// Bearer token for the admin API (/api/v1/admin/*). Unset: the admin API is off.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<Secret>,
@@ -390,6 +400,7 @@ impl Settings {
             port: 0,
             database_url: database_url.into(),
             database_max_connections: 10,
+            database_acquire_timeout_seconds: 3,
             admin_token: None,
             jwt_secret: None,
             jwt_max_ttl_seconds: 86_400,
@@ -459,6 +470,9 @@ impl Settings {
         }
         if !(self.rate_limit_end_user_share > 0.0 && self.rate_limit_end_user_share <= 1.0) {
             return Err("RATE_LIMIT_END_USER_SHARE must be in (0, 1]".into());
+        }
+        if !(1..=300).contains(&self.database_acquire_timeout_seconds) {
+            return Err("DATABASE_ACQUIRE_TIMEOUT_SECONDS must be between 1 and 300".into());
         }
         if !(1..=3600).contains(&self.header_read_timeout_seconds) {
             return Err("HEADER_READ_TIMEOUT_SECONDS must be between 1 and 3600".into());

@@ -121,8 +121,18 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 impl Store {
     /// Connects to `url` (`sqlite:` or `postgres:`), creating the SQLite file and its folder
-    /// when missing. Does not migrate.
+    /// when missing. Does not migrate. PostgreSQL waits at most 3 s for a pooled connection.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with(url, max_connections, Duration::from_secs(3)).await
+    }
+
+    /// [`Self::connect`] with the longest wait for a PostgreSQL connection
+    /// (`DATABASE_ACQUIRE_TIMEOUT_SECONDS`): past it a request answers 503.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        pg_acquire_timeout: Duration,
+    ) -> StoreResult<Self> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(e.to_string()))?
@@ -169,7 +179,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(3))
+                .acquire_timeout(pg_acquire_timeout)
                 .connect_lazy_with(opts);
             Ok(Self::Postgres(pool))
         } else {

@@ -341,7 +341,11 @@ async fn database_outage_gives_503s_and_the_server_recovers_without_a_restart() 
     let mut via_proxy = reqwest::Url::parse(&db.url).unwrap();
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.addr.port())).unwrap();
-    let app = spawn_on_database(via_proxy.as_str(), |_| {}).await;
+    // The production wait for a pooled connection: an outage must fail fast.
+    let app = spawn_on_database(via_proxy.as_str(), |s| {
+        s.database_acquire_timeout_seconds = 3
+    })
+    .await;
     let key = app.org_with_key("acme").await;
     let chat = || {
         app.post("/api/v1/chat").header("X-API-Key", &key).json(

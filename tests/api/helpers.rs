@@ -142,6 +142,10 @@ pub fn test_settings(url: &str) -> Settings {
     s.admin_token = Some(Secret::new(ADMIN_TOKEN));
     s.jwt_secret = Some(Secret::new(JWT_SECRET));
     s.shutdown_grace_seconds = 5;
+    // The suite runs many servers at once on a small machine: a pooled-connection wait of the
+    // production 3 s turned busy moments into 503s (and tool errors) that are not under test.
+    // The outage test sets the short wait back.
+    s.database_acquire_timeout_seconds = 30;
     s
 }
 
