@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Caller;
 use super::routes::Pagination;
 use crate::domain::agents::AgentHandle;
-use crate::domain::page::PageRequest;
+use crate::domain::page::{Page, PageRequest};
 use crate::http::error::ApiError;
 use crate::http::extract::Query;
 use crate::state::AppState;
@@ -128,14 +128,9 @@ async fn list_audit_events(
         Ok::<_, sqlx::Error>((events, total))
     }.await)
     .map_err(crate::store::StoreError::from)?;
-    let has_more = page.offset + i64::try_from(events.len()).unwrap_or(i64::MAX) < total;
+    let found = Page::by_offset(events, total, page);
     Ok(axum::Json(AuditPage {
-        events,
-        pagination: Pagination {
-            offset: page.offset,
-            limit: page.limit,
-            total,
-            has_more,
-        },
+        pagination: Pagination::of(page, &found),
+        events: found.items,
     }))
 }

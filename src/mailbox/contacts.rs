@@ -291,15 +291,9 @@ async fn list_contacts(
             page,
         )
         .await?;
-    let has_more = found.has_more();
     Ok(axum::Json(ContactPage {
+        pagination: Pagination::of(page, &found),
         contacts: found.items,
-        pagination: Pagination {
-            offset: page.offset,
-            limit: page.limit,
-            total: found.total,
-            has_more,
-        },
     }))
 }
 

@@ -12,7 +12,7 @@ use super::Caller;
 use super::service::{self, Fanout, NewMessage, NewReply};
 use super::store::{Mailbox, Message, Search};
 use crate::domain::agents::AgentHandle;
-use crate::domain::page::PageRequest;
+use crate::domain::page::{Page, PageRequest};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, path_uuid};
 use crate::state::AppState;
@@ -178,6 +178,18 @@ pub struct Pagination {
     pub has_more: bool,
 }
 
+impl Pagination {
+    /// Where `found`, read with `page`, sits in the whole list.
+    pub fn of<T>(page: PageRequest, found: &Page<T>) -> Self {
+        Self {
+            offset: page.offset,
+            limit: page.limit,
+            total: found.total,
+            has_more: found.has_more(),
+        }
+    }
+}
+
 /// A page of messages.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessagePage {
@@ -215,15 +227,9 @@ async fn list_messages(
     let found = mailbox
         .list_messages(caller.org_id(), &caller.handle, thread, page)
         .await?;
-    let has_more = found.has_more();
     Ok(axum::Json(MessagePage {
+        pagination: Pagination::of(page, &found),
         messages: found.items,
-        pagination: Pagination {
-            offset: page.offset,
-            limit: page.limit,
-            total: found.total,
-            has_more,
-        },
     }))
 }
 

@@ -325,6 +325,19 @@ impl Mailbox<'_> {
         thread: Option<Uuid>,
         page: PageRequest,
     ) -> StoreResult<Page<Message>> {
+        self.message_page(org, agent, thread, "DESC", page).await
+    }
+
+    /// A page of the messages `agent` sent or received (of one thread when given), by id
+    /// (time) in `order` (`ASC` or `DESC`), with their count.
+    async fn message_page(
+        &self,
+        org: &OrgId,
+        agent: &AgentHandle,
+        thread: Option<Uuid>,
+        order: &'static str,
+        page: PageRequest,
+    ) -> StoreResult<Page<Message>> {
         let filter = if thread.is_some() {
             "AND a.thread_id = $3"
         } else {
@@ -334,7 +347,7 @@ impl Mailbox<'_> {
             "SELECT {MESSAGE_COLUMNS} FROM mailbox_message_agents a \
              JOIN mailbox_messages m ON m.id = a.message_id \
              WHERE a.org_id = $1 AND a.handle = $2 {filter} \
-             ORDER BY a.message_id DESC LIMIT $4 OFFSET $5"
+             ORDER BY a.message_id {order} LIMIT $4 OFFSET $5"
         );
         let count = format!(
             "SELECT COUNT(*) FROM mailbox_message_agents a WHERE a.org_id = $1 AND a.handle = $2 {filter}"
@@ -529,32 +542,8 @@ impl Mailbox<'_> {
         thread: Uuid,
         page: PageRequest,
     ) -> StoreResult<Page<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM mailbox_message_agents a \
-             JOIN mailbox_messages m ON m.id = a.message_id \
-             WHERE a.org_id = $1 AND a.handle = $2 AND a.thread_id = $3 \
-             ORDER BY a.message_id LIMIT $4 OFFSET $5"
-        );
-        let (items, total) = on_read!(self.0, pool => {
-            let items: Vec<Message> = sqlx::query_as(&sql)
-                .bind(org.as_str())
-                .bind(agent.as_str())
-                .bind(thread)
-                .bind(page.limit)
-                .bind(page.offset)
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM mailbox_message_agents a \
-                 WHERE a.org_id = $1 AND a.handle = $2 AND a.thread_id = $3")
-                .bind(org.as_str())
-                .bind(agent.as_str())
-                .bind(thread)
-                .fetch_one(pool)
-                .await?;
-            Ok::<_, sqlx::Error>((items, total))
-        })?;
-        Ok(Page::by_offset(items, total, page))
+        self.message_page(org, agent, Some(thread), "ASC", page)
+            .await
     }
 
     /// The newest message of thread `id` that `agent` sent or received.

@@ -79,15 +79,9 @@ async fn list_threads(
     let found = Mailbox(&state.store)
         .list_threads(caller.org_id(), &caller.handle, q.archived, page)
         .await?;
-    let has_more = found.has_more();
     Ok(axum::Json(ThreadPage {
+        pagination: Pagination::of(page, &found),
         threads: found.items,
-        pagination: Pagination {
-            offset: page.offset,
-            limit: page.limit,
-            total: found.total,
-            has_more,
-        },
     }))
 }
 
@@ -124,15 +118,9 @@ async fn list_thread_messages(
     let found = Mailbox(&state.store)
         .thread_messages(caller.org_id(), &caller.handle, thread.id, page)
         .await?;
-    let has_more = found.has_more();
     Ok(axum::Json(MessagePage {
+        pagination: Pagination::of(page, &found),
         messages: found.items,
-        pagination: Pagination {
-            offset: page.offset,
-            limit: page.limit,
-            total: found.total,
-            has_more,
-        },
     }))
 }
 
