@@ -97,6 +97,7 @@ fn afternoon_if_ambiguous(hour: u32, digits: &str) -> u32 {
     }
 }
 
+/// A number written as a word (one to twelve) or in digits.
 fn hour_word(word: &str) -> Option<u32> {
     let n = match word {
         "one" => 1,
@@ -463,21 +464,12 @@ fn weekday_from(name: &str) -> Option<Weekday> {
     Some(day)
 }
 
+/// A count: "a", "an", or a number as [`hour_word`] reads it.
 fn small_number(word: &str) -> Option<u64> {
-    let n = match word {
-        "a" | "an" | "one" => 1,
-        "two" => 2,
-        "three" => 3,
-        "four" => 4,
-        "five" => 5,
-        "six" => 6,
-        "seven" => 7,
-        "eight" => 8,
-        "nine" => 9,
-        "ten" => 10,
-        digits => digits.parse().ok()?,
-    };
-    Some(n)
+    match word {
+        "a" | "an" => Some(1),
+        word => hour_word(word).map(u64::from),
+    }
 }
 
 fn date_in(s: &str, today: NaiveDate) -> Option<NaiveDate> {
